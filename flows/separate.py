@@ -1,0 +1,283 @@
+"""The main flow: manifest in, separated and downloaded stems plus a catalog out.
+
+Two passes over the manifest keep memory flat: the first validates, stages tracks
+and plans (what `--dry-run` prints, and what the pre-flight balance check needs);
+the second executes batch by batch, a bounded number of batches in flight, each
+batch a submit → poll → download pipeline of three Prefect tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, runtime, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from catalog import Ledger
+from flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
+from stemcat.settings import load_settings
+from suno_client import SlidingWindowLimiter, SunoClient, SunoError
+from tasks.callbacks import CallbackReceiver, load_secret
+from tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
+from tasks.downloads import download_batch
+from tasks.manifest import ManifestError, iter_manifest
+from tasks.plan import Plan, plan_batch
+from tasks.planning import Action
+from tasks.progress import reporter
+from tasks.publish import publish_catalog
+from tasks.reconcile import reconcile_intents
+from tasks.separation import await_batch, submit_batch
+from tasks.tracks import stage_rows, stage_tracks
+
+MANIFEST_CHUNK_ROWS = 10_000
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+@task(name="read-balance", cache_policy=NONE, retries=0)
+async def read_balance(client: SunoClient) -> int | None:
+    """The account's credit balance (free call); None when it cannot be read."""
+    try:
+        return await client.credits()
+    except SunoError as error:
+        if error.policy.value == "run":
+            raise RunAborted(str(error), 4) from error
+        return None
+
+
+def _write_rejects(path: Path, rejects: list[dict[str, object]], *, header: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["line", "reason", "raw"])
+        if header:
+            writer.writeheader()
+        writer.writerows(rejects)
+
+
+async def plan_manifest(ctx: RunContext, manifest: Path, summary: RunSummary) -> Plan:
+    """Pass 1: validate every row, record rejects and tracks, and plan every key."""
+    plan = Plan()
+    rejects_path = ctx.options.data_dir / "rejects" / f"{ctx.run_id}.csv"
+    for chunk in iter_manifest(manifest, default_type=ctx.options.default_type, chunk_rows=MANIFEST_CHUNK_ROWS):
+        keys, expansion_rejects = await stage_tracks(ctx.ledger, ctx.client, chunk.rows, str(manifest), ctx.run_id)
+        plan.rows += len(chunk.rows) - len(expansion_rejects)
+        rows = [{"line": r.line, "reason": r.reason, "raw": json.dumps(r.raw)} for r in chunk.rejects]
+        rows += [{"line": r.line, "reason": r.reason, "raw": r.raw} for r in expansion_rejects]
+        if rows:
+            _write_rejects(rejects_path, rows, header=summary.rejects_file is None)
+            summary.rejects_file = str(rejects_path)
+            plan.rejected += len(rows)
+            await asyncio.to_thread(ctx.ledger.add_rejects, _reject_rows(ctx, str(manifest), rows))
+        for start in range(0, len(keys), MANIFEST_CHUNK_ROWS):
+            plan.add(await plan_batch(ctx.ledger, keys[start:start + MANIFEST_CHUNK_ROWS], ctx.options.policy))
+    return plan
+
+
+def _reject_rows(ctx: RunContext, manifest: str, rows: list[dict[str, object]]) -> list:
+    from catalog import RejectRow
+
+    now = time.time()
+    return [RejectRow(run_id=ctx.run_id, manifest=manifest, line=int(r["line"]), reason=str(r["reason"]),
+                      raw=str(r["raw"]), at=now) for r in rows]
+
+
+async def iter_work(ctx: RunContext, manifest: Path) -> AsyncIterator[list[WorkItem]]:
+    """Pass 2: the manifest again, as batches of work items (tracks come from the ledger now)."""
+    batch: list[WorkItem] = []
+    size = ctx.options.batch_size
+    for chunk in iter_manifest(manifest, default_type=ctx.options.default_type, chunk_rows=size):
+        keys, _ = await stage_rows(ctx.ledger, ctx.client, chunk.rows, manifest=str(manifest), run_id=ctx.run_id,
+                                   write=False)
+        if not keys:
+            continue
+        batch.extend(await plan_batch(ctx.ledger, keys, ctx.options.policy))
+        while len(batch) >= size:
+            yield batch[:size]
+            batch = batch[size:]
+    if batch:
+        yield batch
+
+
+async def process_batch(ctx: RunContext, items: list[WorkItem]) -> None:
+    """Submit what is new, poll what is pending, download what is separated."""
+    by_action: dict[str, list[WorkItem]] = {}
+    for item in items:
+        by_action.setdefault(item.action, []).append(item)
+    for action, group in by_action.items():
+        if action.startswith("skip_"):
+            ctx.counts[action] += len(group)
+        if action == Action.RECONCILE:  # an intent of a run still alive: that run owns it
+            ctx.counts["in_flight_elsewhere"] += len(group)
+    new_ids = await submit_batch(ctx, by_action.get(Action.SUBMIT, [])) if Action.SUBMIT in by_action else []
+    resumed = [i.job_id for i in by_action.get(Action.POLL, []) if i.job_id]
+    separated = await await_batch(ctx, new_ids, resumed) if new_ids or resumed else []
+    finished = [i.job_id for i in by_action.get(Action.DOWNLOAD, []) if i.job_id]
+    if separated or finished:
+        await download_batch(ctx, separated + finished)
+
+
+async def execute(ctx: RunContext, manifest: Path) -> None:
+    slots = asyncio.Semaphore(ctx.options.concurrency)
+    running: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+
+    async def guarded(items: list[WorkItem]) -> None:
+        try:
+            await process_batch(ctx, items)
+        except BaseException as error:  # surfaced below, after the other batches settle
+            failures.append(error)
+        finally:
+            slots.release()
+
+    async for items in iter_work(ctx, manifest):
+        await slots.acquire()
+        if failures:
+            slots.release()
+            break
+        job = asyncio.create_task(guarded(items))
+        running.add(job)
+        job.add_done_callback(running.discard)
+    if running:
+        await asyncio.gather(*running)
+    aborted = next((e for e in failures if isinstance(e, RunAborted)), None)
+    if aborted or failures:
+        raise aborted or failures[0]
+
+
+def _budget_cap(plan: Plan, options: RunOptions, balance: int | None) -> int | None:
+    """The credits this run may commit; raises when the balance cannot pay and partial runs are not allowed."""
+    cap = options.max_credits
+    if balance is not None and plan.credits_new > balance:
+        if not options.allow_partial:
+            raise RunAborted(
+                f"the balance ({balance} credits) cannot pay for this run ({plan.credits_new} credits); "
+                "top up, lower the work, or pass --allow-partial to spend what there is in manifest order",
+                EXIT_NO_CREDITS,
+            )
+        cap = balance if cap is None else min(cap, balance)
+    return cap
+
+
+@asynccontextmanager
+async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunContext]:
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(options.data_dir / "ledger.sqlite")
+    secret = load_secret(options.data_dir)
+    limiter = SlidingWindowLimiter(options.rate_limit, options.rate_window_s)
+    receiver = None
+    try:
+        with RunLock(options.data_dir, run_id):
+            async with SunoClient(base_url=options.base_url, limiter=limiter) as client:
+                if options.callback_url:
+                    callback_base = options.callback_url
+                    from tasks.callbacks import CallbackHub
+
+                    hub = CallbackHub()
+                else:
+                    receiver = CallbackReceiver(ledger, secret).start()
+                    callback_base, hub = receiver.base_url, receiver.hub
+                hub.bind(asyncio.get_running_loop())
+                yield RunContext(run_id=run_id, options=options, ledger=ledger, client=client, secret=secret,
+                                 callback_base=callback_base, hub=hub)
+    finally:
+        if receiver is not None:
+            receiver.stop()
+        ledger.close()
+
+
+async def _publish_artifacts(summary: RunSummary) -> None:
+    key = "stemcat-run-summary"
+    await create_markdown_artifact(key=key, markdown=summary.markdown(), description="stemcat run summary")
+    table = summary.type_table()
+    if table:
+        await create_table_artifact(key="stemcat-run-credits", table=table, description="credits by separation type")
+
+
+@flow(name="stemcat-separate", log_prints=False, retries=0)
+async def separate_manifest(
+    manifest: str,
+    data_dir: str | None = None,
+    base_url: str | None = None,
+    separation_type: str = "separate_vocal",
+    max_credits: int | None = None,
+    allow_partial: bool = False,
+    dry_run: bool = False,
+    resubmit_unknown: bool = False,
+    resubmit_failed: bool = False,
+    resubmit_expired: bool = False,
+    force: bool = False,
+    rate_limit: int = 20,
+    rate_window_s: float = 10.0,
+    concurrency: int = 4,
+    download_concurrency: int = 8,
+    batch_size: int = 50,
+    poll_initial_s: float = 10.0,
+    poll_max_s: float = 60.0,
+    job_timeout_s: float = 1800.0,
+    max_download_mb: float = 200.0,
+    callback_url: str | None = None,
+) -> dict:
+    """Separate every track of a manifest into stems and catalog them. Returns the run summary."""
+    started = time.monotonic()
+    settings = load_settings()
+    options = RunOptions(
+        data_dir=Path(data_dir) if data_dir else settings.data_dir,
+        base_url=base_url or settings.base_url,
+        default_type=separation_type, max_credits=max_credits, allow_partial=allow_partial, dry_run=dry_run,
+        resubmit_unknown=resubmit_unknown, resubmit_failed=resubmit_failed, resubmit_expired=resubmit_expired,
+        force=force, rate_limit=rate_limit, rate_window_s=rate_window_s, concurrency=concurrency,
+        download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial_s,
+        poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_bytes=int(max_download_mb * 1024 * 1024),
+        callback_url=callback_url or settings.callback_url,
+    )
+    run_id = new_run_id()
+    manifest_path = Path(manifest)
+    summary = RunSummary(run_id=run_id, manifest=str(manifest_path), data_dir=str(options.data_dir),
+                         dry_run=dry_run, catalog_path=str(options.data_dir / "catalog.duckdb"))
+    flow_run_id = str(runtime.flow_run.id or "")
+    params = options.model_dump(mode="json")
+    async with run_resources(options, run_id) as ctx:
+        ctx.ledger.start_run(run_id, flow_run_id=flow_run_id, manifest=str(manifest_path), params=params,
+                             balance_before=None)
+        try:
+            summary.balance_before = await read_balance(ctx.client)
+            summary.reconciled = await reconcile_intents(ctx)
+            summary.plan = await plan_manifest(ctx, manifest_path, summary)
+            reporter().total("rows", summary.plan.keys)
+            ctx.budget.cap = _budget_cap(summary.plan, options, summary.balance_before)
+            if not dry_run:
+                reporter().total("submitted", summary.plan.submissions)
+                reporter().total("separated", summary.plan.submissions + summary.plan.actions.get(Action.POLL, 0))
+                reporter().total("downloaded", summary.plan.keys - sum(
+                    v for k, v in summary.plan.actions.items() if k.startswith("skip_")))
+                await execute(ctx, manifest_path)
+        except RunAborted as error:
+            summary.error, summary.exit_code = str(error), error.exit_code
+        except ManifestError as error:
+            summary.error, summary.exit_code = str(error), EXIT_BAD_CONFIG
+        finally:
+            summary.counts = dict(ctx.counts)
+            summary.stop_reason = ctx.stop_reason
+            summary.credits_committed = ctx.ledger.spend_total(run_id)
+            if not dry_run:
+                summary.balance_after = await read_balance(ctx.client)
+            summary.exit_code = summary.decide_exit_code()
+            summary.elapsed_s = round(time.monotonic() - started, 3)
+            status = "dry_run" if dry_run else ("completed" if summary.exit_code == 0 else "partial")
+            ctx.ledger.finish_run(run_id, status=status, exit_code=summary.exit_code,
+                                  balance_after=summary.balance_after, summary=summary.model_dump(mode="json"),
+                                  counts=summary.counts)
+            await publish_catalog(ctx.ledger, options.data_dir)
+            await _publish_artifacts(summary)
+    return summary.model_dump(mode="json")

@@ -1,0 +1,84 @@
+"""The run summary: one typed record, rendered for the terminal, the catalog and the Prefect UI."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tasks.plan import Plan
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_BAD_CONFIG = 2
+EXIT_NO_CREDITS = 3
+EXIT_UNAUTHORIZED = 4
+
+EXIT_MEANINGS = {
+    EXIT_OK: "every valid row ended separated and downloaded",
+    EXIT_INCOMPLETE: "some jobs did not finish (failed, unknown, timed out, expired, or download failed)",
+    EXIT_BAD_CONFIG: "bad configuration or unreadable manifest",
+    EXIT_NO_CREDITS: "out of credits, or the --max-credits budget was reached with work left",
+    EXIT_UNAUTHORIZED: "the API key was refused (401)",
+}
+
+# Outcomes that leave a valid manifest row without its stems.
+UNFINISHED = ("failed", "unknown", "timed_out", "poll_error", "expired", "download_failed", "not_submitted",
+              "skip_unknown", "skip_failed", "skip_expired", "in_flight_elsewhere")
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    manifest: str
+    data_dir: str
+    dry_run: bool = False
+    plan: Plan = Field(default_factory=Plan)
+    counts: dict[str, int] = Field(default_factory=dict)
+    reconciled: dict[str, int] = Field(default_factory=dict)
+    credits_committed: int = 0
+    balance_before: int | None = None
+    balance_after: int | None = None
+    stop_reason: str | None = None
+    error: str | None = None
+    rejects_file: str | None = None
+    catalog_path: str = ""
+    elapsed_s: float = 0.0
+    exit_code: int = EXIT_OK
+
+    def decide_exit_code(self) -> int:
+        if self.exit_code not in (EXIT_OK, EXIT_INCOMPLETE):
+            return self.exit_code
+        if self.dry_run:
+            return EXIT_OK
+        if self.stop_reason is not None and self.counts.get("deferred", 0):
+            return EXIT_NO_CREDITS
+        unfinished = sum(self.counts.get(k, 0) for k in UNFINISHED)
+        return EXIT_INCOMPLETE if unfinished else EXIT_OK
+
+    def markdown(self) -> str:
+        c = self.counts
+        lines = [
+            f"# stemcat run `{self.run_id}`",
+            "",
+            f"- manifest: `{self.manifest}` — {self.plan.rows} valid rows, {self.plan.rejected} rejected"
+            + (f" (see `{self.rejects_file}`)" if self.rejects_file else ""),
+            f"- separations submitted: {c.get('submitted', 0)} ({self.credits_committed} credits committed)",
+            f"- succeeded: {c.get('succeeded', 0)}, failed: {c.get('failed', 0)}, unknown: {c.get('unknown', 0)}, "
+            f"timed out: {c.get('timed_out', 0)}",
+            f"- jobs downloaded: {c.get('downloaded', 0)} ({c.get('stems_downloaded', 0)} stem files, "
+            f"{c.get('bytes_downloaded', 0) / 1e6:.1f} MB)",
+            f"- balance: {self.balance_before} → {self.balance_after}",
+            f"- catalog: `{self.catalog_path}`",
+            f"- exit status: {self.exit_code} ({EXIT_MEANINGS.get(self.exit_code, '')})",
+        ]
+        if self.stop_reason:
+            lines.append(f"- stopped submitting: {self.stop_reason}")
+        if self.error:
+            lines.append(f"- error: {self.error}")
+        return "\n".join(lines)
+
+    def type_table(self) -> list[dict[str, object]]:
+        types = sorted(set(self.plan.submit_by_type) | set(self.plan.credits_by_type))
+        return [
+            {"separation_type": t, "planned_submissions": self.plan.submit_by_type.get(t, 0),
+             "planned_credits": self.plan.credits_by_type.get(t, 0)}
+            for t in types
+        ]

@@ -1,0 +1,3 @@
+from stemcat.cli import app
+
+app()

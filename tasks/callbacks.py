@@ -1,0 +1,145 @@
+"""Receive the API's completion callbacks and turn them into durable hints.
+
+A callback is only a hint: its URL carries the job's idempotency token and an HMAC
+of it (so a stranger cannot forge one), the payload is stored in the ledger (so a
+restart can match a late callback to an intent whose taskId was never stored),
+and the waiting poller is woken to fetch the authoritative status with the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from catalog import Ledger
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = "callback.secret"
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The data directory's callback secret, created once with owner-only permissions."""
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_text().strip().encode()
+
+
+def sign(secret: bytes, token: str) -> str:
+    return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def callback_url(base_url: str, secret: bytes, token: str) -> str:
+    """The `callBackUrl` for one job: the token is a path segment, the signature a query value."""
+    return f"{base_url.rstrip('/')}/callback/{token}?sig={sign(secret, token)}"
+
+
+def _task_id_and_code(payload: dict[str, Any]) -> tuple[str | None, int | None]:
+    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    task_id = data.get("task_id") or data.get("taskId")
+    code = payload.get("code")
+    return (str(task_id) if task_id else None, code if isinstance(code, int) else None)
+
+
+class CallbackHub:
+    """Wakes in-process waiters when a callback for their token arrives (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def event(self, token: str) -> asyncio.Event:
+        return self._events.setdefault(token, asyncio.Event())
+
+    def forget(self, token: str) -> None:
+        self._events.pop(token, None)
+
+    def notify(self, token: str) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._set, token)
+
+    def _set(self, token: str) -> None:
+        event = self._events.get(token)
+        if event is not None:
+            event.set()
+
+
+def build_app(ledger: Ledger, secret: bytes, on_callback: Callable[[str], None] | None = None) -> Starlette:
+    async def receive(request: Request) -> JSONResponse:
+        token = request.path_params["token"]
+        if not hmac.compare_digest(sign(secret, token), request.query_params.get("sig", "")):
+            return JSONResponse({"code": 401, "msg": "bad signature"}, status_code=401)
+        try:
+            payload = await request.json()
+        except ValueError:
+            return JSONResponse({"code": 400, "msg": "body is not JSON"}, status_code=400)
+        if not isinstance(payload, dict):
+            return JSONResponse({"code": 400, "msg": "body is not a JSON object"}, status_code=400)
+        task_id, code = _task_id_and_code(payload)
+        await asyncio.to_thread(ledger.record_callback, token, task_id, code, payload)
+        if on_callback is not None:
+            on_callback(token)
+        return JSONResponse({"code": 200, "msg": "ok"})
+
+    return Starlette(routes=[Route("/callback/{token}", receive, methods=["POST"])])
+
+
+class CallbackReceiver:
+    """A uvicorn server for callbacks, on a background thread (port 0 picks a free port)."""
+
+    def __init__(self, ledger: Ledger, secret: bytes, *, host: str = "127.0.0.1", port: int = 0,
+                 hub: CallbackHub | None = None) -> None:
+        self.hub = hub or CallbackHub()
+        app = build_app(ledger, secret, self.hub.notify)
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        )
+        self._thread = threading.Thread(target=self._server.run, name="stemcat-callbacks", daemon=True)
+        self._host = host
+
+    @property
+    def base_url(self) -> str:
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self._host}:{port}"
+
+    def start(self, timeout_s: float = 10.0) -> CallbackReceiver:
+        self._thread.start()
+        waited = 0.0
+        while not self._server.started:
+            if not self._thread.is_alive() or waited > timeout_s:
+                raise RuntimeError("callback receiver did not start")
+            threading.Event().wait(0.02)
+            waited += 0.02
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> CallbackReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

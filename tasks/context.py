@@ -1,0 +1,154 @@
+"""What one run carries between its tasks: options, the open ledger, the client, counters.
+
+`RunContext` is deliberately a plain class (not a dataclass or model) so Prefect does
+not walk into it when it inspects task inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from catalog import Ledger
+from suno_client import SunoClient
+from tasks.callbacks import CallbackHub
+from tasks.planning import ResubmitPolicy
+
+
+class RunOptions(BaseModel):
+    """Every tunable of a separation run, resolved (the flow's parameters, minus secrets)."""
+
+    data_dir: Path
+    base_url: str
+    default_type: str = "separate_vocal"
+    max_credits: int | None = Field(default=None, ge=0)
+    allow_partial: bool = False
+    dry_run: bool = False
+    resubmit_unknown: bool = False
+    resubmit_failed: bool = False
+    resubmit_expired: bool = False
+    force: bool = False
+    rate_limit: int = Field(default=20, ge=1)
+    rate_window_s: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=4, ge=1, description="Batches in flight at once.")
+    download_concurrency: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=50, ge=1)
+    poll_initial_s: float = Field(default=10.0, gt=0)
+    poll_factor: float = Field(default=1.5, ge=1.0)
+    poll_max_s: float = Field(default=60.0, gt=0)
+    job_timeout_s: float = Field(default=1800.0, gt=0)
+    max_download_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    callback_url: str | None = None
+
+    @property
+    def policy(self) -> ResubmitPolicy:
+        return ResubmitPolicy(
+            unknown=self.resubmit_unknown, failed=self.resubmit_failed, expired=self.resubmit_expired, force=self.force
+        )
+
+
+class RunAborted(Exception):
+    """The whole run must stop (401, or bad configuration); carries the CLI exit status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Budget:
+    """Credits this run may still commit: the tighter of --max-credits and what the balance allows."""
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self.committed = 0
+
+    def try_reserve(self, credits: int) -> bool:
+        if self.cap is not None and self.committed + credits > self.cap:
+            return False
+        self.committed += credits
+        return True
+
+    def release(self, credits: int) -> None:
+        self.committed -= credits
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One (audio_id, type) of the manifest with the action chosen for it."""
+
+    audio_id: str
+    task_id: str
+    separation_type: str
+    action: str
+    status: str | None = None  # latest job status before this run touched it
+    job_id: str | None = None
+
+
+class RunContext:
+    def __init__(self, *, run_id: str, options: RunOptions, ledger: Ledger, client: SunoClient,
+                 secret: bytes, callback_base: str, hub: CallbackHub) -> None:
+        self.run_id = run_id
+        self.options = options
+        self.ledger = ledger
+        self.client = client
+        self.secret = secret
+        self.callback_base = callback_base
+        self.hub = hub
+        self.budget = Budget(options.max_credits)
+        self.counts: Counter[str] = Counter()
+        self.stop_reason: str | None = None
+        self.download_slots = asyncio.Semaphore(options.download_concurrency)
+
+    def stop_submitting(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+
+class RunLock:
+    """Held (flock) for the life of a run, so others can tell a live run from a crashed one."""
+
+    def __init__(self, data_dir: Path, run_id: str) -> None:
+        self.path = run_lock_path(data_dir, run_id)
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self.path.unlink(missing_ok=True)
+
+
+def run_lock_path(data_dir: Path, run_id: str) -> Path:
+    return data_dir / "locks" / f"run-{run_id}.lock"
+
+
+def run_is_alive(data_dir: Path, run_id: str) -> bool:
+    """True if the run holding `run_id`'s lock is still running on this host."""
+    path = run_lock_path(data_dir, run_id)
+    if not path.exists():
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -1,0 +1,45 @@
+"""Settle what a crashed run left behind, before anything new is paid for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from tasks.context import RunContext, run_is_alive
+
+
+def settle(ctx: RunContext) -> Counter[str]:
+    """Match orphan intents (and unknowns) to received callbacks; mark the rest `unknown`.
+
+    An intent of a run that is still alive on this host is in flight, not orphaned,
+    and is left alone.
+    """
+    counts: Counter[str] = Counter()
+    for job in ctx.ledger.jobs_by_status(["intent", "unknown"]):
+        if job.run_id == ctx.run_id:
+            continue
+        if job.status == "intent" and run_is_alive(ctx.options.data_dir, job.run_id):
+            counts["in_flight_elsewhere"] += 1
+            continue
+        remote = next((cb["remote_task_id"] for cb in ctx.ledger.callbacks_for_token(job.job_id)
+                       if cb.get("remote_task_id")), None)
+        if remote:
+            ctx.ledger.set_remote_task_id(job.job_id, remote)
+            counts["matched_by_callback"] += 1
+        elif job.status == "intent":
+            ctx.ledger.mark_unknown(
+                job.job_id, "the process stopped between the intent and the API's answer; no callback received"
+            )
+            counts["marked_unknown"] += 1
+        else:
+            counts["still_unknown"] += 1
+    return counts
+
+
+@task(name="reconcile-intents", cache_policy=NONE, retries=0)
+async def reconcile_intents(ctx: RunContext) -> dict[str, int]:
+    """Resolve intents without a taskId left by earlier, dead runs."""
+    return dict(await asyncio.to_thread(settle, ctx))

@@ -1,0 +1,177 @@
+"""Paid submits and free polls, batch by batch.
+
+The order of writes is what makes a crash harmless: the intent (with its
+idempotency token) is durable in the ledger before the POST leaves; the taskId is
+stored after it returns; any doubt in between is recorded as `unknown` and never
+re-sent automatically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from suno_client import (
+    CREDITS_PER_TYPE,
+    ErrorPolicy,
+    GenerateRequest,
+    InsufficientCredits,
+    SeparationRecord,
+    SeparationType,
+    SubmitOutcomeUnknown,
+    SunoError,
+)
+from tasks.callbacks import callback_url
+from tasks.context import RunAborted, RunContext, WorkItem
+from tasks.planning import needs_force, next_poll_delay
+from tasks.progress import reporter
+
+log = logging.getLogger(__name__)
+
+URL_RETENTION = timedelta(days=14)
+EXIT_UNAUTHORIZED = 4
+
+
+def _abort_if_run_fatal(error: SunoError) -> None:
+    if error.policy is ErrorPolicy.RUN:
+        raise RunAborted(f"{error} — stopping the run", EXIT_UNAUTHORIZED) from error
+
+
+async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
+    """Claim, pay for and record one separation; returns the job id when it was accepted."""
+    if ctx.stop_reason is not None:
+        ctx.counts["deferred"] += 1
+        return None
+    credits = CREDITS_PER_TYPE[SeparationType(item.separation_type)]
+    if not ctx.budget.try_reserve(credits):
+        ctx.stop_submitting("budget reached (--max-credits or balance)")
+        ctx.counts["deferred"] += 1
+        return None
+    job = await asyncio.to_thread(
+        ctx.ledger.claim, item.audio_id, item.task_id, item.separation_type, credits, ctx.run_id,
+        force=needs_force(item.status, ctx.options.policy),
+    )
+    if job is None:  # another run claimed it first: it pays, we don't
+        ctx.budget.release(credits)
+        ctx.counts["claimed_elsewhere"] += 1
+        return None
+    request = GenerateRequest(
+        task_id=item.task_id, audio_id=item.audio_id, type=SeparationType(item.separation_type),
+        callback_url=callback_url(ctx.callback_base, ctx.secret, job.job_id),
+    )
+    try:
+        remote_task_id = await ctx.client.submit(request)
+    except SubmitOutcomeUnknown as error:
+        await asyncio.to_thread(ctx.ledger.mark_unknown, job.job_id, str(error))
+        ctx.counts["unknown"] += 1
+        return None
+    except SunoError as error:
+        # Every other client error means the API did not execute the call: no charge.
+        await asyncio.to_thread(ctx.ledger.mark_not_submitted, job.job_id, error.code, str(error))
+        ctx.budget.release(credits)
+        if isinstance(error, InsufficientCredits):
+            ctx.stop_submitting("out of credits (429)")
+            ctx.counts["deferred"] += 1
+            return None
+        _abort_if_run_fatal(error)
+        ctx.counts["not_submitted"] += 1
+        return None
+    except BaseException as error:
+        # Anything unforeseen after the intent (a bug, a cancellation): we cannot know
+        # whether the POST left, so it is unknown, never silently retried.
+        await asyncio.to_thread(ctx.ledger.mark_unknown, job.job_id, f"interrupted: {error!r}")
+        ctx.counts["unknown"] += 1
+        raise
+    await asyncio.to_thread(ctx.ledger.mark_submitted, job.job_id, remote_task_id)
+    ctx.counts["submitted"] += 1
+    reporter().advance("submitted")
+    return job.job_id
+
+
+@task(name="submit-batch", cache_policy=NONE, retries=0)
+async def submit_batch(ctx: RunContext, items: list[WorkItem]) -> list[str]:
+    """Submit the new separations of one batch (paid; never retried by Prefect)."""
+    results = await asyncio.gather(*(submit_one(ctx, item) for item in items))
+    return [job_id for job_id in results if job_id is not None]
+
+
+def _expiry(record: SeparationRecord) -> float:
+    completed = record.complete_time.timestamp() if record.complete_time else time.time()
+    return completed + URL_RETENTION.total_seconds()
+
+
+async def store_record(ctx: RunContext, job_id: str, record: SeparationRecord) -> str | None:
+    """Write a terminal record-info answer to the ledger; returns the new status or None if pending."""
+    flag = record.success_flag
+    if record.stem_urls and flag.has_results:
+        expires = _expiry(record)
+        await asyncio.to_thread(
+            ctx.ledger.mark_succeeded, job_id, success_flag=str(flag),
+            completed_at=record.complete_time.timestamp() if record.complete_time else None,
+            origin_url=record.origin_url,
+            stems=[(str(stem), url, expires) for stem, url in record.stem_urls.items()],
+        )
+        return "succeeded"
+    if flag.is_terminal:
+        await asyncio.to_thread(
+            ctx.ledger.mark_failed, job_id, success_flag=str(flag), error_code=record.error_code,
+            error=record.error_message or f"{flag} without stem URLs",
+        )
+        return "failed"
+    return None
+
+
+async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool) -> str:
+    """Poll one job with per-job back-off (woken early by its callback) until it ends or times out."""
+    job = await asyncio.to_thread(ctx.ledger.get_job, job_id)
+    if job is None or job.remote_task_id is None:
+        return "missing"
+    options = ctx.options
+    event = ctx.hub.event(job_id)
+    deadline = time.monotonic() + options.job_timeout_s
+    delay: float | None = None
+    try:
+        while True:
+            if not first_poll_now:
+                delay = next_poll_delay(delay, initial_s=options.poll_initial_s, factor=options.poll_factor,
+                                        max_s=options.poll_max_s)
+                wait_s = min(delay, max(0.0, deadline - time.monotonic()))
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=wait_s)
+                except TimeoutError:
+                    pass
+                event.clear()
+            first_poll_now = False
+            try:
+                record = await ctx.client.record_info(job.remote_task_id)
+            except SunoError as error:
+                _abort_if_run_fatal(error)
+                log.warning("polling job %s failed: %s (it stays submitted)", job_id, error)
+                ctx.counts["poll_errors"] += 1
+                return "poll_error"
+            status = await store_record(ctx, job_id, record)
+            if status is not None:
+                ctx.counts[status] += 1
+                reporter().advance("separated")
+                return status
+            await asyncio.to_thread(ctx.ledger.mark_polled, job_id, time.time() + (delay or options.poll_initial_s))
+            if time.monotonic() >= deadline:
+                ctx.counts["timed_out"] += 1
+                return "timed_out"
+    finally:
+        ctx.hub.forget(job_id)
+
+
+@task(name="await-batch", cache_policy=NONE, retries=0)
+async def await_batch(ctx: RunContext, job_ids: list[str], resumed: list[str]) -> list[str]:
+    """Poll a batch's submitted jobs until each ends; returns the jobs that succeeded."""
+    fresh = [await_one(ctx, job_id, first_poll_now=False) for job_id in job_ids]
+    old = [await_one(ctx, job_id, first_poll_now=True) for job_id in resumed]
+    ids = job_ids + resumed
+    statuses = await asyncio.gather(*fresh, *old)
+    return [job_id for job_id, status in zip(ids, statuses, strict=True) if status == "succeeded"]
