@@ -1,0 +1,68 @@
+"""Crash-safe file replacement: write a temp file in the target directory, fsync, rename, fsync the directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def temp_path_for(target: Path) -> Path:
+    """A unique hidden sibling of ``target`` (same filesystem, so the rename is atomic)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """Yield a temp path to write; on success it replaces ``target``, on any error it is removed.
+
+    A reader of ``target`` sees the old complete file or the new complete file, never a part.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(target)
+    try:
+        yield temp
+        fsync_file(temp)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    fsync_dir(target.parent)
+
+
+@contextmanager
+def creating_if_absent(target: Path) -> Iterator[Path]:
+    """Like ``replacing`` but never overwrites: if ``target`` exists (or appears meanwhile) it is kept."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(target)
+    try:
+        yield temp
+        fsync_file(temp)
+        # link() fails if the name exists, so a concurrent writer's complete file always wins.
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    fsync_dir(target.parent)

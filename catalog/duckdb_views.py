@@ -1,0 +1,89 @@
+"""DuckDB access to the catalog: views over the Parquet snapshots, never a long-held database file.
+
+``refresh_duckdb`` rebuilds ``catalog.duckdb`` in a temp file and renames it into place, so a
+reader holding the old file keeps working and a new reader is never locked out. ``open_catalog``
+builds the same views in an in-memory database and touches no lock at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import duckdb
+
+from catalog.atomic_files import replacing
+from catalog.paths import duckdb_path, parquet_path
+from catalog.schema import CATALOG_TABLES, arrow_schema
+from catalog.snapshots import ensure_snapshot_files
+from catalog.views import REPORT_VIEWS
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _string_literal(value: str) -> str:
+    # DDL cannot take bound parameters; the only value spliced in is a path we built, quoted here.
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, source: Path) -> None:
+    con.execute(
+        f"CREATE OR REPLACE VIEW {_identifier(table)} AS"
+        f" SELECT * FROM read_parquet({_string_literal(str(source.resolve()))})"
+    )
+
+
+def _create_empty_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    empty = arrow_schema(table).empty_table()
+    staging = f"__stemcat_empty_{table}"
+    con.register(staging, empty)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {_identifier(table)} AS SELECT * FROM {_identifier(staging)}")
+    finally:
+        con.unregister(staging)
+
+
+def create_report_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the report views; the table views must exist already."""
+    for name, body in REPORT_VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {_identifier(name)} AS {body}")
+
+
+def refresh_duckdb(data_dir: Path) -> Path:
+    """Rebuild ``DATA_DIR/catalog.duckdb`` (views only) atomically; missing snapshots become empty files."""
+    data_dir = Path(data_dir)
+    ensure_snapshot_files(data_dir)
+    target = duckdb_path(data_dir)
+    with replacing(target) as temp:
+        con = duckdb.connect(str(temp))
+        try:
+            for table in CATALOG_TABLES:
+                _create_table_view(con, table, parquet_path(data_dir, table))
+            create_report_views(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        with contextlib.suppress(FileNotFoundError):
+            temp.with_name(temp.name + ".wal").unlink()
+    return target
+
+
+def open_catalog(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with every catalog table and report view; reads only the Parquet files."""
+    data_dir = Path(data_dir)
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for table in CATALOG_TABLES:
+            source = parquet_path(data_dir, table)
+            if source.exists():
+                _create_table_view(con, table, source)
+            else:
+                _create_empty_table(con, table)
+        create_report_views(con)
+    except BaseException:
+        con.close()
+        raise
+    return con

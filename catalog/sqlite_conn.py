@@ -1,0 +1,83 @@
+"""Opening the ledger's SQLite file with the durability settings the ledger relies on."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from catalog.errors import CatalogError
+from catalog.jsoncols import mask_urls_in_json_text
+from catalog.schema import MASK_URLS_SQL_FUNCTION, SCHEMA_VERSION, sqlite_ddl
+
+DEFAULT_BUSY_TIMEOUT_S = 60.0
+
+
+def connect(path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """Open the ledger in WAL mode with ``synchronous=FULL`` so every COMMIT is on disk when it returns."""
+    con = sqlite3.connect(
+        path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+    )
+    try:
+        # PRAGMA arguments cannot be bound; the value is an int we computed.
+        con.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise CatalogError(f"could not switch {path} to WAL mode (got {mode!r})")
+        con.execute("PRAGMA synchronous = FULL")
+        con.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def ensure_schema(con: sqlite3.Connection) -> None:
+    """Create the tables once; refuse a ledger written by a newer stemcat."""
+    with write_transaction(con):
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"ledger schema version {version} is newer than this stemcat ({SCHEMA_VERSION}); upgrade stemcat"
+            )
+        for statement in sqlite_ddl():
+            con.execute(statement)
+        if version < SCHEMA_VERSION:
+            con.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+
+
+@contextmanager
+def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One short ``BEGIN IMMEDIATE`` transaction: takes the write lock up front, so no upgrade deadlock."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    try:
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def read_transaction(path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Iterator[sqlite3.Connection]:
+    """A separate query-only connection holding one consistent read snapshot (WAL: writers go on)."""
+    con = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+    try:
+        con.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        con.execute("PRAGMA query_only = ON")
+        con.create_function(MASK_URLS_SQL_FUNCTION, 1, mask_urls_in_json_text, deterministic=True)
+        con.execute("BEGIN")
+        # The snapshot starts at the first read; take it now so every table comes from one instant.
+        con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        yield con
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
