@@ -1,0 +1,261 @@
+"""Resumable, capped streaming of one stem file to a temporary path.
+
+Stem URLs may live on third-party hosts, so no credentials are ever sent with them.
+The caller passes a `.part` path, and renames it into place once this returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from tenacity import AsyncRetrying
+
+from suno_client.errors import (
+    DownloadError,
+    DownloadExpired,
+    DownloadFailed,
+    DownloadTooLarge,
+    DownloadTruncated,
+    ErrorPolicy,
+    UnsafeURL,
+)
+from suno_client.masking import mask_url
+from suno_client.transport_errors import describe, sanitized
+
+logger = logging.getLogger("suno_client")
+
+_EXPIRED_STATUSES = frozenset({403, 404, 410})
+_RANGE_NOT_SATISFIABLE = 416
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
+_HASH_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What landed in `dest`: its size, its sha256 (hex), and whether an earlier partial was reused."""
+
+    bytes: int
+    sha256: str
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    start: int | None
+    end: int | None
+    total: int | None
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """`bytes 100-199/1000`, `bytes */1000` or `bytes 0-9/*`; None when absent or malformed."""
+    if not value:
+        return None
+    match = _CONTENT_RANGE.match(value)
+    if match is None:
+        return None
+    start, end, total = match.groups()
+    return ContentRange(
+        start=int(start) if start is not None else None,
+        end=int(end) if end is not None else None,
+        total=int(total) if total != "*" else None,
+    )
+
+
+def check_download_url(url: str) -> None:
+    """Only absolute http(s) URLs with a host, and no embedded credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise UnsafeURL("Refusing an unparseable download URL", endpoint="<url>") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise UnsafeURL(
+            f"Refusing to download a {parts.scheme or 'scheme-less'} URL", endpoint=mask_url(url)
+        )
+    if parts.username or parts.password or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise UnsafeURL("Refusing a download URL with credentials or control characters", endpoint=mask_url(url))
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    raw = response.headers.get("Content-Length")
+    if raw is None or not raw.strip().isdigit():
+        return None
+    return int(raw.strip())
+
+
+def _raw_chunks(response: httpx.Response, chunk_size: int) -> AsyncIterator[bytes]:
+    """The body exactly as served: an encoded body is stored as is, never decompressed."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        # Same bytes as aiter_raw, but also works for bodies a test transport pre-loaded.
+        return response.aiter_bytes(chunk_size)
+    return response.aiter_raw(chunk_size)
+
+
+def _finalize(dest: Path) -> tuple[int, str]:
+    """Hash the whole file and force it to disk."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(dest, "rb+") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+            size += len(block)
+        os.fsync(handle.fileno())
+    return size, digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to write the body of one response."""
+
+    append: bool
+    expected_total: int | None
+
+
+class _Transfer:
+    """One download call: repeated attempts against the same `.part` file."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int,
+        chunk_size: int,
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._dest = dest
+        self._max_bytes = max_bytes
+        self._chunk_size = chunk_size
+        self._where = mask_url(url)
+        self.resumed = False
+
+    def _error(
+        self,
+        kind: type[DownloadError],
+        message: str,
+        *,
+        code: int | None = None,
+        policy: ErrorPolicy | None = None,
+    ) -> DownloadError:
+        return kind(message, endpoint=self._where, code=code, policy=policy)
+
+    async def attempt(self) -> None:
+        existing = self._dest.stat().st_size if self._dest.exists() else 0
+        headers = {"Accept-Encoding": "identity"}
+        if existing:
+            headers["Range"] = f"bytes={existing}-"
+        try:
+            async with self._http.stream(
+                "GET", self._url, headers=headers, follow_redirects=True
+            ) as response:
+                plan = self._plan(response, existing)
+                if plan is not None:
+                    await self._write_body(response, plan, existing)
+        except httpx.UnsupportedProtocol as exc:
+            raise self._error(UnsafeURL, "Refusing a redirect to a non-http(s) URL") from sanitized(exc)
+        except httpx.TooManyRedirects as exc:
+            raise self._error(DownloadFailed, "Too many redirects", policy=ErrorPolicy.ITEM) from sanitized(exc)
+        except httpx.TransportError as exc:
+            raise self._error(DownloadFailed, f"Network failure: {describe(exc)}") from sanitized(exc)
+
+    def _plan(self, response: httpx.Response, existing: int) -> _Plan | None:
+        """Decide how to write the body; None when the file is already complete."""
+        status = response.status_code
+        if status in _EXPIRED_STATUSES:
+            raise self._error(DownloadExpired, f"Stem URL answered {status}", code=status)
+        if status == _RANGE_NOT_SATISFIABLE and existing:
+            content_range = parse_content_range(response.headers.get("Content-Range"))
+            if content_range is not None and content_range.total == existing:
+                self.resumed = True
+                return None
+            self._dest.unlink(missing_ok=True)
+            raise self._error(DownloadFailed, "Partial file does not match the remote file; restarting")
+        if status >= 500 or status == 429:
+            raise self._error(DownloadFailed, f"File host answered {status}", code=status)
+        if status == 206:
+            content_range = parse_content_range(response.headers.get("Content-Range"))
+            if content_range is None or content_range.start != existing:
+                self._dest.unlink(missing_ok=True)
+                raise self._error(DownloadFailed, "Unexpected Content-Range; restarting from zero")
+            length = _content_length(response)
+            total = content_range.total
+            if total is None and length is not None:
+                total = existing + length
+            self.resumed = self.resumed or existing > 0
+            return self._checked(_Plan(append=existing > 0, expected_total=total))
+        if status == 200:
+            self.resumed = False
+            return self._checked(_Plan(append=False, expected_total=_content_length(response)))
+        raise self._error(DownloadFailed, f"File host answered {status}", code=status, policy=ErrorPolicy.ITEM)
+
+    def _checked(self, plan: _Plan) -> _Plan:
+        if plan.expected_total is not None and plan.expected_total > self._max_bytes:
+            self._dest.unlink(missing_ok=True)
+            raise self._error(
+                DownloadTooLarge,
+                f"Declared size {plan.expected_total} bytes exceeds the cap of {self._max_bytes}",
+            )
+        return plan
+
+    async def _write_body(self, response: httpx.Response, plan: _Plan, existing: int) -> None:
+        written = existing if plan.append else 0
+        too_large = False
+        with open(self._dest, "ab" if plan.append else "wb") as handle:
+            async for chunk in _raw_chunks(response, self._chunk_size):
+                written += len(chunk)
+                if written > self._max_bytes:
+                    too_large = True
+                    break
+                handle.write(chunk)
+        if too_large:
+            self._dest.unlink(missing_ok=True)
+            raise self._error(DownloadTooLarge, f"Body exceeds the cap of {self._max_bytes} bytes")
+        if plan.expected_total is not None and written < plan.expected_total:
+            raise self._error(
+                DownloadTruncated, f"Body ended at {written} of {plan.expected_total} bytes"
+            )
+
+
+async def download_to_file(
+    http: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    chunk_size: int,
+    expected_bytes: int | None,
+    retrying: Callable[[], AsyncRetrying],
+) -> DownloadResult:
+    """Stream `url` into `dest`, resuming a partial file; see `SunoClient.download`."""
+    check_download_url(url)
+    if max_bytes <= 0 or chunk_size <= 0:
+        raise ValueError("max_bytes and chunk_size must be positive")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    transfer = _Transfer(http, url, dest, max_bytes=max_bytes, chunk_size=chunk_size)
+    await retrying()(transfer.attempt)
+    size, sha256 = await asyncio.to_thread(_finalize, dest)
+    if expected_bytes is not None and size != expected_bytes:
+        if size < expected_bytes:
+            raise DownloadTruncated(
+                f"File has {size} of the expected {expected_bytes} bytes", endpoint=mask_url(url)
+            )
+        dest.unlink(missing_ok=True)
+        raise DownloadFailed(
+            f"File has {size} bytes, more than the expected {expected_bytes}",
+            endpoint=mask_url(url),
+            policy=ErrorPolicy.ITEM,
+        )
+    logger.debug("downloaded %s: %d bytes (resumed=%s)", mask_url(url), size, transfer.resumed)
+    return DownloadResult(bytes=size, sha256=sha256, resumed=transfer.resumed)
