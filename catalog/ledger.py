@@ -86,13 +86,13 @@ def _relative_data_path(path: str) -> str:
     return str(pure)
 
 
-def _run_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """Accept ``n_rows`` or ``rows`` spellings; unknown names are a caller bug."""
-    resolved = dict.fromkeys(RUN_COUNT_COLUMNS, 0)
+def _run_counts(counts: Mapping[str, Any]) -> dict[str, int | None]:
+    """Pick the run-table counts out of a run's counters (``n_rows`` or ``rows``); others stay in the summary."""
+    resolved: dict[str, int | None] = dict.fromkeys(RUN_COUNT_COLUMNS)
     for name, value in counts.items():
         column = name if name.startswith("n_") else f"n_{name}"
         if column not in resolved:
-            raise ValueError(f"unknown run count {name!r}; expected one of {', '.join(RUN_COUNT_COLUMNS)}")
+            continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"run count {name!r} must be an int, got {value!r}")
         resolved[column] = value
@@ -220,7 +220,11 @@ class Ledger:
         summary: Mapping[str, Any],
         counts: Mapping[str, int],
     ) -> None:
-        """Close a run: credits_spent is the run's spend total, balance_delta = after - before."""
+        """Close a run: credits_spent is the run's spend total, balance_delta = after - before.
+
+        ``counts`` may hold any counters; rows, rejected, skipped, submitted, downloaded and failed
+        (with or without the ``n_`` prefix) fill the run's columns, missing ones stay NULL.
+        """
         run_status = RunStatus(status)
         count_values = _run_counts(counts)
         summary_text = to_json_object_text(redact_secrets(summary), what="summary")
@@ -289,6 +293,21 @@ class Ledger:
                     "INSERT INTO rejects (run_id, manifest, line, reason, raw, at) VALUES (?, ?, ?, ?, ?, ?)",
                     values,
                 )
+
+    def tracks_for_tasks(self, task_ids: Iterable[str]) -> dict[str, list[TrackRow]]:
+        """Known tracks per music-generation task id (tasks without tracks are left out)."""
+        unique_ids = list(dict.fromkeys(task_ids))
+        found: dict[str, list[TrackRow]] = {}
+        for chunk in _chunks(unique_ids, LOOKUP_CHUNK):
+            sql = (
+                f"SELECT {', '.join(TRACKS.column_names)} FROM tracks"
+                f" WHERE task_id IN ({', '.join('?' for _ in chunk)}) ORDER BY task_id, audio_id"
+            )
+            with self._read() as con:
+                rows = con.execute(sql, chunk).fetchall()
+            for row in rows:
+                found.setdefault(row["task_id"], []).append(TrackRow(**dict(zip(row.keys(), row, strict=True))))
+        return found
 
     # -- claiming ---------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -158,4 +159,15 @@ class RejectRow:
 
     def __post_init__(self) -> None:
         _require_text(self.reason, "reason")
-        object.__setattr__(self, "raw", to_json_object_text(self.raw, what="raw"))
+        object.__setattr__(self, "raw", _raw_row_text(self.raw))
+
+
+def _raw_row_text(raw: str | Mapping[str, Any] | None) -> str | None:
+    """A rejected row as JSON text; a line that is not JSON is kept as a JSON string."""
+    if raw is None or not isinstance(raw, str):
+        return to_json_object_text(raw, what="raw")
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError:
+        return json.dumps(raw, ensure_ascii=False)
+    return raw

@@ -165,6 +165,7 @@ TRACKS = Table(
         Column("first_seen_at", "timestamp", "When the song was first recorded.", True),
         Column("updated_at", "timestamp", "When the song's row last changed.", True),
     ),
+    indexes=(("task_id",),),
 )
 
 JOBS = Table(

@@ -1,12 +1,11 @@
 """The job life cycle and what each status change writes to the credit ledger (pure logic).
 
-    intent ──► submitted ──► succeeded ──► downloaded
-      │  ▲         │           │  ▲  ▲          │
-      │  │         ▼           ▼  │  │          │ (a file went missing: fetch again)
-      │  │       failed ───────┘ expired        ▼
-      │  │                                  succeeded
-      ├──► unknown ──► submitted / succeeded / failed / not_submitted
-      └──► not_submitted ──► submitted (late proof that it ran)
+    intent        -> submitted | not_submitted | unknown
+    unknown       -> submitted | not_submitted | succeeded | failed   (reconciliation)
+    not_submitted -> submitted                                        (late proof that it ran)
+    submitted     -> succeeded | failed
+    failed        -> succeeded
+    succeeded, downloaded, expired -> one another (downloaded only once every stem is)
 
 A job is *charged* in every state except ``not_submitted``. The spend rows of a job always sum to
 its credits while it is charged and to zero while it is not, whichever path it took.
@@ -23,10 +22,11 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.UNKNOWN: frozenset({S.SUBMITTED, S.NOT_SUBMITTED, S.SUCCEEDED, S.FAILED}),
     S.NOT_SUBMITTED: frozenset({S.SUBMITTED}),
     S.SUBMITTED: frozenset({S.SUCCEEDED, S.FAILED}),
-    S.SUCCEEDED: frozenset({S.DOWNLOADED, S.EXPIRED}),
     S.FAILED: frozenset({S.SUCCEEDED}),
-    S.DOWNLOADED: frozenset({S.SUCCEEDED}),
-    S.EXPIRED: frozenset({S.SUCCEEDED}),
+    # Once results exist, files may be fetched, go missing, or outlive their links in any order.
+    S.SUCCEEDED: frozenset({S.DOWNLOADED, S.EXPIRED}),
+    S.DOWNLOADED: frozenset({S.SUCCEEDED, S.EXPIRED}),
+    S.EXPIRED: frozenset({S.SUCCEEDED, S.DOWNLOADED}),
 }
 
 # Before the API's task id is known; a submit outcome may still move the job.
