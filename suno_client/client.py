@@ -68,10 +68,15 @@ class _BearerAuth(httpx.Auth):
     """Adds the key to API requests only; never shown by repr."""
 
     def __init__(self, api_key: str) -> None:
-        self._header = f"Bearer {api_key}"
+        self._api_key = api_key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must be scrubbed from any text leaving the client."""
+        return (self._api_key,)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._header
+        request.headers["Authorization"] = f"Bearer {self._api_key}"
         yield request
 
     def __repr__(self) -> str:
@@ -142,7 +147,6 @@ class SunoClient:
         if backoff_initial_s < 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need 0 <= backoff_initial_s <= backoff_max_s")
         self.base_url = _resolve_base_url(base_url)
-        self._secrets = (key,)
         self._auth = _BearerAuth(key)
         install_log_masking(key)
         self._limiter: RequestLimiter = limiter if limiter is not None else SlidingWindowLimiter()
@@ -287,13 +291,13 @@ class SunoClient:
                 headers={"Accept": "application/json"},
             ) as response:
                 body = await _read_capped(response, _MAX_API_BODY_BYTES)
-        except httpx.TransportError as exc:
-            logger.debug("%s %s failed: %s", method, path, describe(exc, self._secrets))
+        except httpx.RequestError as exc:
+            logger.debug("%s %s failed: %s", method, path, describe(exc, self._auth.secrets))
             raise TransportFailure(
-                f"Network failure: {describe(exc, self._secrets)}",
+                f"Network failure: {describe(exc, self._auth.secrets)}",
                 request_sent=not provably_unsent(exc),
                 endpoint=path,
-            ) from sanitized(exc, self._secrets)
+            ) from sanitized(exc, self._auth.secrets)
         logger.debug("%s %s -> HTTP %d", method, path, response.status_code)
         try:
             envelope = check_envelope(
@@ -301,7 +305,7 @@ class SunoClient:
                 body,
                 endpoint=path,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                secrets=self._secrets,
+                secrets=self._auth.secrets,
             )
         except Throttled as exc:
             self._limiter.throttled(exc.retry_after)

@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from tenacity import AsyncRetrying
@@ -37,6 +37,7 @@ _EXPIRED_STATUSES = frozenset({403, 404, 410})
 _RANGE_NOT_SATISFIABLE = 416
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
 _HASH_BLOCK = 1024 * 1024
+_MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -156,19 +157,26 @@ class _Transfer:
         headers = {"Accept-Encoding": "identity"}
         if existing:
             headers["Range"] = f"bytes={existing}-"
+        url = self._url
         try:
-            async with self._http.stream(
-                "GET", self._url, headers=headers, follow_redirects=True
-            ) as response:
-                plan = self._plan(response, existing)
-                if plan is not None:
-                    await self._write_body(response, plan, existing)
-        except httpx.UnsupportedProtocol as exc:
-            raise self._error(UnsafeURL, "Refusing a redirect to a non-http(s) URL") from sanitized(exc)
-        except httpx.TooManyRedirects as exc:
-            raise self._error(DownloadFailed, "Too many redirects", policy=ErrorPolicy.ITEM) from sanitized(exc)
-        except httpx.TransportError as exc:
+            # Redirects are followed by hand so every hop passes the same URL check.
+            for _hop in range(_MAX_REDIRECTS + 1):
+                request = self._http.build_request("GET", url, headers=headers)
+                response = await self._http.send(request, stream=True, follow_redirects=False)
+                try:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers["Location"])
+                        check_download_url(url)
+                        continue
+                    plan = self._plan(response, existing)
+                    if plan is not None:
+                        await self._write_body(response, plan, existing)
+                    return
+                finally:
+                    await response.aclose()
+        except httpx.RequestError as exc:
             raise self._error(DownloadFailed, f"Network failure: {describe(exc)}") from sanitized(exc)
+        raise self._error(DownloadFailed, "Too many redirects", policy=ErrorPolicy.ITEM)
 
     def _plan(self, response: httpx.Response, existing: int) -> _Plan | None:
         """Decide how to write the body; None when the file is already complete."""

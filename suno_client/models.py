@@ -190,7 +190,8 @@ class CallbackPayload(_Model):
         if info:
             fields["stem_urls"] = stem_urls_from_fields(info)
             fields["origin_url"] = _blank_to_none(info.get("origin_url", info.get("originUrl")))
-        return _validate(cls, {k: v for k, v in fields.items() if v is not None}, cls.ENDPOINT, "")
+        present = {key: value for key, value in fields.items() if value is not None}
+        return _validate(cls, present, cls.ENDPOINT, "", {"task_id": "data.task_id"})
 
 
 class AudioVariation(_Model):
