@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,14 +30,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def backoff_ceiling(attempt: int, initial_s: float, max_s: float) -> float:
     """Upper bound of the jittered sleep after the `attempt`-th failure (1-based)."""
-    return min(max_s, initial_s * 2 ** (attempt - 1))
+    return min(max_s, initial_s * 2.0 ** (attempt - 1))
 
 
 class JitteredBackoff:
@@ -48,9 +49,7 @@ class JitteredBackoff:
         self._rng = rng or random.Random()
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        jittered = self._rng.uniform(
-            0.0, backoff_ceiling(retry_state.attempt_number, self._initial_s, self._max_s)
-        )
+        jittered = self._rng.uniform(0.0, backoff_ceiling(retry_state.attempt_number, self._initial_s, self._max_s))
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
         retry_after = error.retry_after if isinstance(error, SunoError) else None

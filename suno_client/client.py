@@ -61,6 +61,7 @@ API_KEY_ENV = "SUNO_API_KEY"
 BASE_URL_ENV = "SUNO_BASE_URL"
 _MAX_API_BODY_BYTES = 1024 * 1024
 _USER_AGENT = "stemcat-suno-client/0.1"
+DEFAULT_TIMEOUT = httpx.Timeout(30, connect=10)
 _RETRIED_POLICIES = frozenset({ErrorPolicy.RETRY, ErrorPolicy.PAUSE})
 
 
@@ -131,7 +132,7 @@ class SunoClient:
         base_url: str | None = None,
         *,
         limiter: RequestLimiter | None = None,
-        timeout: httpx.Timeout = httpx.Timeout(30, connect=10),
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         max_read_attempts: int = 6,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
@@ -157,9 +158,7 @@ class SunoClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
             headers={"User-Agent": _USER_AGENT},
             transport=transport,
@@ -334,4 +333,3 @@ def _require_id(task_id: str) -> str:
     if not isinstance(task_id, str) or not task_id.strip():
         raise ValueError("task_id must be a non-empty string")
     return task_id.strip()
-

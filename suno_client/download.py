@@ -79,9 +79,7 @@ def check_download_url(url: str) -> None:
     except ValueError:
         raise UnsafeURL("Refusing an unparseable download URL", endpoint="<url>") from None
     if parts.scheme not in ("http", "https") or not host:
-        raise UnsafeURL(
-            f"Refusing to download a {parts.scheme or 'scheme-less'} URL", endpoint=mask_url(url)
-        )
+        raise UnsafeURL(f"Refusing to download a {parts.scheme or 'scheme-less'} URL", endpoint=mask_url(url))
     if parts.username or parts.password or any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise UnsafeURL("Refusing a download URL with credentials or control characters", endpoint=mask_url(url))
 
@@ -231,9 +229,7 @@ class _Transfer:
             self._dest.unlink(missing_ok=True)
             raise self._error(DownloadTooLarge, f"Body exceeds the cap of {self._max_bytes} bytes")
         if plan.expected_total is not None and written < plan.expected_total:
-            raise self._error(
-                DownloadTruncated, f"Body ended at {written} of {plan.expected_total} bytes"
-            )
+            raise self._error(DownloadTruncated, f"Body ended at {written} of {plan.expected_total} bytes")
 
 
 async def download_to_file(
@@ -256,9 +252,7 @@ async def download_to_file(
     size, sha256 = await asyncio.to_thread(_finalize, dest)
     if expected_bytes is not None and size != expected_bytes:
         if size < expected_bytes:
-            raise DownloadTruncated(
-                f"File has {size} of the expected {expected_bytes} bytes", endpoint=mask_url(url)
-            )
+            raise DownloadTruncated(f"File has {size} of the expected {expected_bytes} bytes", endpoint=mask_url(url))
         dest.unlink(missing_ok=True)
         raise DownloadFailed(
             f"File has {size} bytes, more than the expected {expected_bytes}",

@@ -269,9 +269,7 @@ def _raise_for_code(envelope: object, endpoint: str) -> None:
     code = envelope.get("code")
     if isinstance(code, int) and not isinstance(code, bool) and code != _SUCCESS_CODE:
         message = envelope.get("msg")
-        raise error_for_code(
-            code, endpoint=endpoint, message=mask_text(message) if isinstance(message, str) else ""
-        )
+        raise error_for_code(code, endpoint=endpoint, message=mask_text(message) if isinstance(message, str) else "")
 
 
 def _success_data(envelope: object, endpoint: str) -> dict[str, Any]:

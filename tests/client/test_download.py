@@ -34,7 +34,9 @@ def _range_start(request: httpx.Request) -> int:
     return int(match.group(1)) if match else 0
 
 
-def serve_file(body: bytes, *, honour_range: bool = True, truncate_first_to: int | None = None) -> Callable[..., httpx.Response]:
+def serve_file(
+    body: bytes, *, honour_range: bool = True, truncate_first_to: int | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
     """A file host: answers Range with 206, optionally cutting its first answer short."""
     state = {"answers": 0}
 

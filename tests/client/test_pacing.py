@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import random
 import time
 
@@ -52,7 +53,7 @@ async def test_no_window_ever_exceeds_the_limit_with_bursts() -> None:
         clock.now += rng.choice([0.0, 0.3, 4.0, 11.0, 35.0])  # idle between bursts
     assert len(admissions) >= 200
     assert busiest_window(admissions, WINDOW) <= LIMIT
-    gaps = [b - a for a, b in zip(admissions, admissions[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(admissions)]
     assert min(gaps) >= WINDOW / LIMIT * 1.02 - 1e-9  # smooth: never two admissions closer than the spacing
 
 
@@ -79,7 +80,7 @@ async def test_throttle_halves_the_rate_and_success_recovers_it() -> None:
     # Admissions really are spaced at the halved rate.
     admissions: list[float] = []
     await asyncio.gather(*(_acquire_recording(limiter, clock, admissions) for _ in range(5)))
-    gaps = [b - a for a, b in zip(admissions, admissions[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(admissions)]
     assert gaps == pytest.approx([2 / nominal] * 4)
 
     for _ in range(7):

@@ -207,8 +207,15 @@ async def test_limiter_is_informed_of_throttles_pauses_and_successes(sleep_log: 
             CREDIT: [httpx.Response(200, json=envelope(None, code=455, msg="maintenance"))],
         }
     )
-    client = SunoClient("k", "https://api.test", limiter=limiter, transport=api.transport, sleep=sleep_log,
-                        max_read_attempts=2, backoff_max_s=25.0)
+    client = SunoClient(
+        "k",
+        "https://api.test",
+        limiter=limiter,
+        transport=api.transport,
+        sleep=sleep_log,
+        max_read_attempts=2,
+        backoff_max_s=25.0,
+    )
     async with client:
         await client.record_info("t1")
         assert limiter.throttle_count == 1

@@ -23,7 +23,6 @@ from suno_client import (
     SeparationType,
     SubmitOutcomeUnknown,
     SunoClient,
-    SunoError,
     Unauthorized,
     mask_url,
 )
@@ -58,7 +57,8 @@ def test_client_repr_hides_the_key() -> None:
 
 
 async def test_key_echoed_by_the_server_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
-    api = ScriptedApi({"/api/v1/generate/credit": [httpx.Response(401, json={"code": 401, "msg": f"bad key {API_KEY}"})]})
+    echo = httpx.Response(401, json={"code": 401, "msg": f"bad key {API_KEY}"})
+    api = ScriptedApi({"/api/v1/generate/credit": [echo]})
     caplog.set_level(logging.DEBUG)
     async with SunoClient(API_KEY, "https://api.test", transport=api.transport, limiter=NoLimiter()) as client:
         with pytest.raises(Unauthorized) as caught:
@@ -183,7 +183,7 @@ async def test_nothing_leaks_over_real_http(
     assert file_requests and all("authorization" not in h for h in file_requests)
     assert loopback.seen_headers[0]["authorization"] == f"Bearer {API_KEY}"
 
-    error: SunoError = caught.value
+    error = caught.value
     for text in (str(error), repr(error), str(error.cause), repr(error.cause)):
         assert _leaks(text) == [], text
     assert API_KEY.encode() not in pickle.dumps(error)
