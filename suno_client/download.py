@@ -91,13 +91,17 @@ def _content_length(response: httpx.Response) -> int | None:
     return int(raw.strip())
 
 
-def _raw_chunks(response: httpx.Response, chunk_size: int) -> AsyncIterator[bytes]:
-    """The body exactly as served: an encoded body is stored as is, never decompressed."""
+def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body exactly as served, as it arrives: an encoded body is stored as is, never decompressed.
+
+    No re-chunking: httpx's chunker holds bytes back until a chunk is full, and those
+    bytes would be lost (not resumable) if the connection drops.
+    """
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         # Same bytes as aiter_raw, but also works for bodies a test transport pre-loaded.
-        return response.aiter_bytes(chunk_size)
-    return response.aiter_raw(chunk_size)
+        return response.aiter_bytes()
+    return response.aiter_raw()
 
 
 def _finalize(dest: Path) -> tuple[int, str]:
@@ -218,8 +222,9 @@ class _Transfer:
     async def _write_body(self, response: httpx.Response, plan: _Plan, existing: int) -> None:
         written = existing if plan.append else 0
         too_large = False
-        with open(self._dest, "ab" if plan.append else "wb") as handle:
-            async for chunk in _raw_chunks(response, self._chunk_size):
+        # The write buffer is flushed when the file closes, also when the body breaks off.
+        with open(self._dest, "ab" if plan.append else "wb", buffering=self._chunk_size) as handle:
+            async for chunk in _raw_chunks(response):
                 written += len(chunk)
                 if written > self._max_bytes:
                     too_large = True

@@ -16,6 +16,9 @@ _URL_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>()\[\]{}]+")
 _BEARER_PATTERN = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
 _KEPT_NAME_CHARS = 4
 _REDACTED = "***"
+# Scrubbing a very short "secret" (a test key like "k") would mangle every message;
+# real keys are far longer than this.
+_MIN_SECRET_CHARS = 8
 _MASK_MARK = "…"
 _ALREADY_MASKED = re.compile(r"^[^/]+://[^/?#]+/…(?:/[^/…?#]{0,4}…[^/?#…]*)?$")
 
@@ -56,7 +59,7 @@ def mask_url(url: str) -> str:
 def mask_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Mask every URL, bearer token and listed secret inside free text."""
     for secret in secrets:
-        if secret:
+        if len(secret) >= _MIN_SECRET_CHARS:
             text = text.replace(secret, _REDACTED)
     text = _BEARER_PATTERN.sub(lambda m: m.group(1) + _REDACTED, text)
     return _URL_PATTERN.sub(lambda m: _mask_unless_masked(m.group(0)), text)
@@ -77,7 +80,7 @@ class MaskingFilter(logging.Filter):
 
     def add_secret(self, secret: str) -> None:
         with self._lock:
-            if secret and secret not in self._secrets:
+            if len(secret) >= _MIN_SECRET_CHARS and secret not in self._secrets:
                 self._secrets = (*self._secrets, secret)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -102,10 +102,10 @@ def test_non_json_error_body_still_maps_the_status() -> None:
 
 
 def test_server_messages_are_scrubbed() -> None:
-    body = json.dumps({"code": 401, "msg": "bad token sk-LEAK https://h/a/b/secret-path.mp3?sig=x"}).encode()
+    body = json.dumps({"code": 401, "msg": "bad token sk-LEAKED-KEY-123 https://h/a/b/secret-path.mp3?sig=x"}).encode()
     with pytest.raises(Unauthorized) as caught:
-        check_envelope(200, body, endpoint=ENDPOINT, secrets=("sk-LEAK",))
-    assert "sk-LEAK" not in str(caught.value)
+        check_envelope(200, body, endpoint=ENDPOINT, secrets=("sk-LEAKED-KEY-123",))
+    assert "sk-LEAKED-KEY-123" not in str(caught.value)
     assert "secret-path" not in str(caught.value) and "sig=x" not in str(caught.value)
 
 

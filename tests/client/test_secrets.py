@@ -172,7 +172,7 @@ async def test_nothing_leaks_over_real_http(
     async with real_client() as client:
         record = await client.record_info("t1")
         (url,) = record.stem_urls.values()
-        result = await client.download(url, dest, max_bytes=1 << 20, chunk_size=4096)
+        result = await client.download(url, dest, max_bytes=1 << 20)
         with pytest.raises(SubmitOutcomeUnknown) as caught:
             await client.submit(REQUEST)
 
