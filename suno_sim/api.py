@@ -165,9 +165,9 @@ class ApiHandlers:
         path = await self._rt.file_path(target)
         data = await asyncio.to_thread(path.read_bytes)
         response = file_response(data, request.headers.get("range"), head=request.method == "HEAD")
-        if fault is not None and fault.truncate_at is not None and request.method != "HEAD":
-            if fault.truncate_at < len(response.body):
-                return TruncatedResponse(response, fault.truncate_at)
+        truncate_at = fault.truncate_at if fault is not None and request.method != "HEAD" else None
+        if truncate_at is not None and truncate_at < len(response.body):
+            return TruncatedResponse(response, truncate_at)
         return response
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class SimClock:
@@ -34,4 +34,4 @@ class SimClock:
     def epoch_ms(self, sim_s: float | None = None) -> int:
         """Epoch milliseconds of a sim time (now by default), as the API reports times."""
         at = self.now() if sim_s is None else sim_s
-        return int(round((self._start_epoch_s + at) * 1000))
+        return round((self._start_epoch_s + at) * 1000)

@@ -19,30 +19,30 @@ class SimConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 7
-    sample_rate: int = Field(16000, ge=8000, le=48000)
-    channels: int = Field(1, ge=1, le=2)
-    min_duration_s: float = Field(3.0, gt=0)
-    max_duration_s: float = Field(6.0, gt=0)
+    sample_rate: int = Field(default=16000, ge=8000, le=48000)
+    channels: int = Field(default=1, ge=1, le=2)
+    min_duration_s: float = Field(default=3.0, gt=0)
+    max_duration_s: float = Field(default=6.0, gt=0)
     processing_s: tuple[float, float] = (0.2, 0.6)
-    failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     failure_error_code: int = 500  # errorCode of failure_rate failures (451 = source download failed)
     initial_credits: int = 10_000
-    rate_limit: int | None = Field(20, ge=1)  # per API key; None disables
-    rate_window_s: float = Field(10.0, gt=0)  # real seconds
+    rate_limit: int | None = Field(default=20, ge=1)  # per API key; None disables
+    rate_window_s: float = Field(default=10.0, gt=0)  # real seconds
     rate_limit_as_json: bool = False  # True: 430 as HTTP 200 + JSON code
     api_keys: frozenset[str] | None = None  # None: any non-empty bearer token
-    url_ttl_s: float | None = Field(None, gt=0)
-    retention_s: float = Field(FOURTEEN_DAYS_S, gt=0)
-    callback_attempts: int = Field(3, ge=1)
-    callback_timeout_s: float = Field(15.0, gt=0)  # real seconds
-    callback_retry_wait_s: float = Field(0.3, ge=0)  # real seconds between attempts
+    url_ttl_s: float | None = Field(default=None, gt=0)
+    retention_s: float = Field(default=FOURTEEN_DAYS_S, gt=0)
+    callback_attempts: int = Field(default=3, ge=1)
+    callback_timeout_s: float = Field(default=15.0, gt=0)  # real seconds
+    callback_retry_wait_s: float = Field(default=0.3, ge=0)  # real seconds between attempts
     callback_info_key: CallbackInfoKey = "vocal_removal_info"
     duplicate_callbacks: bool = False
     origin_data: bool = False  # also emit the reseller `originData` list in record-info
-    clock_speed: float = Field(1.0, gt=0)
+    clock_speed: float = Field(default=1.0, gt=0)
     cache_dir: Path | None = None
-    render_workers: int = Field(2, ge=1)
-    mp3_compression_level: float = Field(0.0, ge=0.0, le=1.0)
+    render_workers: int = Field(default=2, ge=1)
+    mp3_compression_level: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @field_validator("processing_s")
     @classmethod
@@ -68,10 +68,10 @@ class FaultSpec(BaseModel):
     code: int | None = None  # None: answer normally (after delay_s)
     as_json: bool = False  # True: HTTP 200 with the code in the JSON envelope
     times: int = 1  # -1 = forever
-    delay_s: float = Field(0.0, ge=0.0)  # real seconds
+    delay_s: float = Field(default=0.0, ge=0.0)  # real seconds
     after_accept: bool = False  # generate only: create and charge the task, then misbehave
-    truncate_at: int | None = Field(None, ge=0)  # file only: bytes sent before the connection closes
-    retry_after: float | None = Field(None, ge=0.0)
+    truncate_at: int | None = Field(default=None, ge=0)  # file only: bytes sent before the connection closes
+    retry_after: float | None = Field(default=None, ge=0.0)
     match: str | None = None  # substring of the request subject (path, query, taskId, audioId)
 
     @model_validator(mode="after")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from suno_sim.stems import INSTRUMENTAL, RESPONSE_FIELD_ORDER, STEM_FIELDS, stems_of
 from suno_sim.tracks import MODEL_NAME, MusicTask
@@ -138,7 +139,7 @@ def generation_record_info(
     music: MusicTask, audio_urls: Mapping[str, str], durations_s: Mapping[str, float], base_url: str
 ) -> JsonDict:
     """Envelope of `GET /api/v1/generate/record-info` for a music-generation task."""
-    created = datetime.fromtimestamp(music.created_epoch_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    created = datetime.fromtimestamp(music.created_epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
     param = {
         "prompt": music.prompt,
         "style": music.genre,

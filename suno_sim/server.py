@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import uvicorn
 
@@ -39,7 +40,7 @@ class SimServer:
         self.port = 0
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> SimServer:
+    def start(self) -> Self:
         """Bind, start serving and return once the server accepts connections."""
         if self._server is not None:
             return self
@@ -99,7 +100,7 @@ class SimServer:
             self._tempdir.cleanup()
         self._server = self._thread = self._runtime = self._socket = self._tempdir = None
 
-    def __enter__(self) -> SimServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -7,8 +7,9 @@ factor so that neither the mix nor any stem clips.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -118,7 +119,7 @@ def plan_song(
     """Choose duration, key, tempo and instruments of one audio variation."""
     rng = np.random.default_rng(stable_int(SYNTH_VERSION, seed, audio_id, "plan"))
     duration_s = float(rng.uniform(min_duration_s, max_duration_s))
-    frames = max(1, int(round(duration_s * sample_rate)))
+    frames = max(1, round(duration_s * sample_rate))
     present = [stem for stem in INSTRUMENT_STEMS if rng.random() < _PRESENCE[stem]]
     if "vocals" not in present and "backing_vocals" in present:
         present.remove("backing_vocals")
@@ -219,7 +220,16 @@ class _Ctx:
 
 
 def _hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+    return float(440.0 * 2.0 ** ((midi - 69.0) / 12.0))
+
+
+def _rolloff(f0: float, exponent: float) -> Callable[[Signal], Signal]:
+    """Harmonic amplitudes falling as (f0 / f) ** exponent: brighter for small exponents."""
+
+    def amps(hz: Signal) -> Signal:
+        return np.asarray((f0 / hz) ** exponent, dtype=np.float64)
+
+    return amps
 
 
 def _envelope(length: int, sr: int, attack_s: float, release_s: float, decay_s: float | None = None) -> Signal:
@@ -328,7 +338,7 @@ def _bass(ctx: _Ctx) -> Signal:
     length = int(ctx.beat_s * ctx.sr * 0.95)
     for beat in ctx.beat_times():
         freq = _hz(ctx.chord_midis(beat, octave=-1)[0])
-        tone = _tone(freq, length, ctx.sr, lambda hz, f0=freq: (f0 / hz) ** 1.3, harmonic_decay=1.5)
+        tone = _tone(freq, length, ctx.sr, _rolloff(freq, 1.3), harmonic_decay=1.5)
         _add(buf, beat, tone * _envelope(length, ctx.sr, 0.01, 0.05, decay_s=0.6), ctx.sr)
     return buf
 
@@ -339,7 +349,7 @@ def _guitar(ctx: _Ctx) -> Signal:
     for start in ctx.beat_times()[::2]:
         for j, midi in enumerate(ctx.chord_midis(start, octave=1)):
             freq = _hz(midi)
-            tone = _tone(freq, length, ctx.sr, lambda hz, f0=freq: (f0 / hz) ** 1.2, harmonic_decay=1.2)
+            tone = _tone(freq, length, ctx.sr, _rolloff(freq, 1.2), harmonic_decay=1.2)
             _add(buf, start + 0.012 * j, tone * _envelope(length, ctx.sr, 0.003, 0.05, decay_s=0.5), ctx.sr)
     return buf
 
@@ -350,7 +360,7 @@ def _keyboard(ctx: _Ctx) -> Signal:
     for start in ctx.beat_times()[1::2]:
         for midi in ctx.chord_midis(start, octave=1):
             freq = _hz(midi)
-            tone = _tone(freq, length, ctx.sr, lambda hz, f0=freq: (f0 / hz) ** 2.0, harmonic_decay=0.8)
+            tone = _tone(freq, length, ctx.sr, _rolloff(freq, 2.0), harmonic_decay=0.8)
             _add(buf, start, tone * _envelope(length, ctx.sr, 0.005, 0.06, decay_s=0.9), ctx.sr)
     return buf
 
@@ -376,7 +386,7 @@ def _strings(ctx: _Ctx) -> Signal:
         for midi in ctx.chord_midis(start, octave=1):
             for detune in (-0.004, 0.004):
                 freq = _hz(midi) * (1 + detune)
-                tone = _tone(freq, length, ctx.sr, lambda hz, f0=freq: (f0 / hz) ** 1.4, vibrato_hz=5.0, vibrato_depth=0.004)
+                tone = _tone(freq, length, ctx.sr, _rolloff(freq, 1.4), vibrato_hz=5.0, vibrato_depth=0.004)
                 _add(buf, start, tone * _envelope(length, ctx.sr, 0.3, 0.3), ctx.sr)
     return buf
 
@@ -421,7 +431,7 @@ def _brass(ctx: _Ctx) -> Signal:
     for start in ctx.beat_times()[1::2]:
         for midi in ctx.chord_midis(start, octave=1):
             freq = _hz(midi)
-            tone = _tone(freq, length, ctx.sr, lambda hz, f0=freq: (f0 / hz) ** 0.9, harmonic_decay=2.0)
+            tone = _tone(freq, length, ctx.sr, _rolloff(freq, 0.9), harmonic_decay=2.0)
             brightness = 1 - np.exp(-t / 0.03)
             _add(buf, start, tone * brightness * _envelope(length, ctx.sr, 0.02, 0.05), ctx.sr)
     return buf

@@ -7,19 +7,20 @@ from typing import Any
 
 import pytest
 
-from .simtest_support import SimFactory
 from suno_sim import SimConfig, SimServer
 
+from .simtest_support import SimFactory
+
 # Fast defaults: short processing, no rate limit unless a test asks, quick callback retries.
-FAST = dict(
-    seed=11,
-    processing_s=(0.05, 0.1),
-    rate_limit=None,
-    callback_retry_wait_s=0.05,
-    callback_timeout_s=2.0,
-    min_duration_s=3.0,
-    max_duration_s=4.0,
-)
+FAST: dict[str, Any] = {
+    "seed": 11,
+    "processing_s": (0.05, 0.1),
+    "rate_limit": None,
+    "callback_retry_wait_s": 0.05,
+    "callback_timeout_s": 2.0,
+    "min_duration_s": 3.0,
+    "max_duration_s": 4.0,
+}
 
 
 @pytest.fixture

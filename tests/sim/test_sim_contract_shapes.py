@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from suno_sim import FaultSpec, SimServer
+
 from .simtest_support import (
-    SimFactory,
     CREDIT,
     GENERATE,
     GENERATION,
+    SimFactory,
     api_client,
     assert_same_keys,
     callback_receiver,
@@ -19,7 +21,6 @@ from .simtest_support import (
     wait_callback_settled,
     wait_finished,
 )
-from suno_sim import FaultSpec, SimServer
 
 
 def test_shape_helper_rejects_a_missing_key() -> None:
