@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -10,7 +9,6 @@ import httpx
 
 from suno_sim.config import FaultSpec
 from suno_sim.models import Charge, SeparationTaskView, SimStats, SimTrack, TrackTruth
-from suno_sim.stems import SeparationType
 
 
 class AdminClient:
@@ -54,11 +52,9 @@ class AdminClient:
     def balance(self) -> int:
         return int(self._call("GET", "/admin/balance")["credits"])
 
-    def create_tracks(self, n: int = 20, types: Sequence[SeparationType] | None = None) -> list[SimTrack]:
-        body: dict[str, Any] = {"n": n}
-        if types:
-            body["types"] = list(types)
-        return [SimTrack.model_validate(row) for row in self._call("POST", "/admin/tracks", json=body)]
+    def create_tracks(self, n: int = 20) -> list[SimTrack]:
+        """Create music tasks for n tracks; also a `TrackSource` for `make_tracks_manifest`."""
+        return [SimTrack.model_validate(row) for row in self._call("POST", "/admin/tracks", json={"n": n})]
 
     def inject(self, fault: FaultSpec) -> int:
         return int(self._call("POST", "/admin/faults", json=fault.model_dump(mode="json"))["id"])

@@ -67,7 +67,7 @@ class ApiHandlers:
             Route("/files/{token}/{filename}", self.file, methods=["GET", "HEAD"]),
         ]
 
-    async def _gate(self, request: Request, route: FaultRoute, subject: str) -> tuple[Response | None, str, FaultSpec | None]:
+    def _gate(self, request: Request, route: FaultRoute, subject: str) -> tuple[Response | None, str, FaultSpec | None]:
         """Auth, then the rate limit, then fault lookup: what every /api/v1 request passes."""
         cfg = self._rt.config
         key = _bearer_key(request)
@@ -82,10 +82,18 @@ class ApiHandlers:
             return refusal, key_hash, None
         return None, key_hash, self._rt.faults.take(route, subject)
 
+    async def _refusal_for_read(self, request: Request, route: FaultRoute) -> Response | None:
+        """Gate a read-only route, applying its fault (delay, then the code if any)."""
+        refusal, _, fault = self._gate(request, route, f"{request.url.path}?{request.url.query}")
+        if refusal is None and fault is not None:
+            await asyncio.sleep(fault.delay_s)
+            refusal = _fault_response(fault)
+        return refusal
+
     async def generate(self, request: Request) -> Response:
         body = await _json_object(request)
         subject = " ".join([request.url.path, *(str(body.get(k, "")) for k in ("taskId", "audioId", "type"))])
-        refusal, key_hash, fault = await self._gate(request, "generate", subject)
+        refusal, key_hash, fault = self._gate(request, "generate", subject)
         if refusal is not None:
             return refusal
         forced_failure = fault.code if fault is not None and fault.code == SOURCE_DOWNLOAD_FAILED else None
@@ -111,10 +119,7 @@ class ApiHandlers:
 
     async def record_info(self, request: Request) -> Response:
         task_id = request.query_params.get("taskId", "")
-        refusal, _, fault = await self._gate(request, "record_info", f"{request.url.path}?{request.url.query}")
-        if refusal is None and fault is not None:
-            await asyncio.sleep(fault.delay_s)
-            refusal = _fault_response(fault)
+        refusal = await self._refusal_for_read(request, "record_info")
         if refusal is not None:
             return refusal
         if not task_id:
@@ -125,20 +130,14 @@ class ApiHandlers:
         return JSONResponse(body)
 
     async def credit(self, request: Request) -> Response:
-        refusal, _, fault = await self._gate(request, "credit", request.url.path)
-        if refusal is None and fault is not None:
-            await asyncio.sleep(fault.delay_s)
-            refusal = _fault_response(fault)
+        refusal = await self._refusal_for_read(request, "credit")
         if refusal is not None:
             return refusal
         return JSONResponse(payloads.credit_response(self._rt.state.balance()))
 
     async def generation_record_info(self, request: Request) -> Response:
         task_id = request.query_params.get("taskId", "")
-        refusal, _, fault = await self._gate(request, "generation", f"{request.url.path}?{request.url.query}")
-        if refusal is None and fault is not None:
-            await asyncio.sleep(fault.delay_s)
-            refusal = _fault_response(fault)
+        refusal = await self._refusal_for_read(request, "generation")
         if refusal is not None:
             return refusal
         if not task_id:

@@ -42,6 +42,7 @@ class SimConfig(BaseModel):
     clock_speed: float = Field(default=1.0, gt=0)
     cache_dir: Path | None = None
     render_workers: int = Field(default=2, ge=1)
+    prerender: bool = True  # render a task's files when it completes; False: only on first download
     mp3_compression_level: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @field_validator("processing_s")

@@ -8,8 +8,6 @@ from itertools import cycle
 from pathlib import Path
 from typing import Literal, Protocol
 
-import pandas as pd
-
 from suno_sim.models import SimTrack
 from suno_sim.stems import SEPARATION_TYPES, SeparationType
 
@@ -47,6 +45,8 @@ def manifest_rows(
 
 def write_manifest(rows: list[dict[str, str]], path: Path, fmt: ManifestFormat) -> Path:
     """Write rows atomically (temp file, then rename) in the given format."""
+    import pandas as pd  # deferred: importing suno_sim should not pay for pandas
+
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows)
     partial = path.with_name(f".{path.name}.partial")

@@ -237,7 +237,7 @@ class SimRuntime:
         """Notice completed tasks: queue their renders and send their callbacks. Runs until cancelled."""
         while True:
             for task in self.state.take_newly_completed(self.clock.now()):
-                if task.failure is None:
+                if task.failure is None and self.config.prerender:
                     for name in stems_of(task.type):
                         self.renderer.request(task.audio_id, name, priority=BACKGROUND)
                 job = asyncio.create_task(self._send_callback(client, task))

@@ -20,6 +20,7 @@ FAST: dict[str, Any] = {
     "callback_timeout_s": 2.0,
     "min_duration_s": 3.0,
     "max_duration_s": 4.0,
+    "prerender": False,  # most tests never download; rendering on demand keeps the 2 cores free
 }
 
 

@@ -21,7 +21,7 @@ from .simtest_support import CREDIT, api_client, submit
 def test_admin_client_drives_a_running_simulator(sim: SimServer) -> None:
     with AdminClient(sim.base_url) as admin:
         assert admin.health()
-        tracks = admin.create_tracks(3, types=["split_stem"])
+        tracks = admin.create_tracks(3)
         assert len(tracks) == 3 and tracks[0].music_task_id == tracks[1].music_task_id != tracks[2].music_task_id
         truth = admin.truth(tracks[0].audio_id)
         assert truth == sim.truth(tracks[0].audio_id)
@@ -70,6 +70,13 @@ def test_manifest_formats(sim: SimServer, tmp_path: Path, fmt: str) -> None:
     for row in frame.itertuples():
         assert sim.truth(str(row.audio_id)).duration_s > 0
     assert frame["task_id"].nunique() == 3
+
+
+def test_manifest_from_another_process_through_the_admin_client(sim: SimServer, tmp_path: Path) -> None:
+    with AdminClient(sim.base_url) as admin:
+        path = make_tracks_manifest(admin, 2, tmp_path / "remote.csv", types=("split_stem",))
+    frame = pd.read_csv(path)
+    assert [sim.truth(a).audio_id for a in frame["audio_id"]] == list(frame["audio_id"])
 
 
 def test_manifest_without_audio_ids_has_one_row_per_music_task(sim: SimServer, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from suno_sim import SimServer
 from suno_sim.stems import INSTRUMENT_STEMS, STEM_FIELDS
 
-from .simtest_support import SimFactory, api_client, decode, snr_db, submit, wait_finished
+from .simtest_support import SimFactory, api_client, decode, snr_db, submit, wait_finished, wait_until
 
 
 def _download_stems(sim: SimServer, separation_type: str) -> tuple[str, dict[str, np.ndarray], np.ndarray, int]:
@@ -83,3 +83,13 @@ def test_renders_are_cached_and_shared_between_types(make_sim: SimFactory) -> No
         assert client.get(vocal).content == client.get(split).content
     rendered = sorted(p.name for p in (sim.cache_dir / track.audio_id).glob("*.mp3"))
     assert rendered.count("vocals.mp3") == 1
+
+
+def test_prerender_renders_a_completed_tasks_files_before_any_download(make_sim: SimFactory) -> None:
+    sim = make_sim(prerender=True)
+    track = sim.create_tracks(1)[0]
+    with api_client(sim) as client:
+        wait_finished(client, submit(client, track, "split_stem"))
+    folder = sim.cache_dir / track.audio_id
+    wait_until(lambda: len(list(folder.glob("*.mp3"))) == len(INSTRUMENT_STEMS), timeout_s=20)
+    assert sorted(p.stem for p in folder.glob("*.mp3")) == sorted(INSTRUMENT_STEMS)
