@@ -7,6 +7,7 @@ threads); nothing here does I/O. Times are sim seconds from `SimClock.now()`.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import random
 import threading
 import uuid
@@ -55,7 +56,6 @@ class SeparationTask:
     callback_status: CallbackStatus = "pending"
     callback_attempts: int = 0
     callbacks_delivered: int = 0
-    finalized: bool = False  # completion has been noticed (render scheduled, callback started)
 
     def is_complete(self, now_s: float) -> bool:
         return now_s >= self.complete_s
@@ -105,6 +105,7 @@ class SimState:
         self._audio_index: dict[str, tuple[MusicTask, MusicAudio]] = {}
         self._next_music_index = 0
         self._tasks: dict[str, SeparationTask] = {}
+        self._completion_queue: list[tuple[float, str]] = []  # heap of (complete_s, task_id) not yet noticed
         self._balance = config.initial_credits
         self._ledger: list[Charge] = []
         self._task_rng = random.Random(stable_int(config.seed, "separation-tasks"))
@@ -158,6 +159,7 @@ class SimState:
             )
             self._balance -= cost
             self._tasks[task.task_id] = task
+            heapq.heappush(self._completion_queue, (task.complete_s, task.task_id))
             self._ledger.append(
                 Charge(
                     at=self._clock.epoch_ms(now),
@@ -194,9 +196,10 @@ class SimState:
     def take_newly_completed(self, now_s: float) -> list[SeparationTask]:
         """Tasks that completed since the last call, marked so that each is returned once."""
         with self._lock:
-            done = [t for t in self._tasks.values() if not t.finalized and t.is_complete(now_s)]
+            done: list[SeparationTask] = []
+            while self._completion_queue and self._completion_queue[0][0] <= now_s:
+                done.append(self._tasks[heapq.heappop(self._completion_queue)[1]])
             for task in done:
-                task.finalized = True
                 task.callback_status = "delivering"
             return [dataclasses.replace(t) for t in done]
 
