@@ -140,7 +140,8 @@ class Renderer:
         song = self._song(audio_id)
         path = self.path_for(audio_id, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{name}.{threading.get_ident()}.partial")
+        # Unique per process and thread: simulators may share one cache directory.
+        partial = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.partial")
         sf.write(
             partial,
             song.file_signal(name),
