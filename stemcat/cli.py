@@ -214,3 +214,36 @@ def demo(
 def main() -> None:  # pragma: no cover - console entry point
     logging.basicConfig(level=logging.WARNING)
     app()
+
+
+callbacks_app = typer.Typer(no_args_is_help=True, help="The callback receiver, as a long-lived service.")
+app.add_typer(callbacks_app, name="callbacks")
+
+
+@callbacks_app.command("serve")
+def callbacks_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8766,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Receive the API's callbacks into the ledger, independently of any run (point STEMCAT_CALLBACK_URL here).
+
+    A receiver that outlives runs catches callbacks that arrive while no run is alive, so a
+    crash between a paid submit and storing its taskId is settled by the callback instead of
+    ending as `unknown`.
+    """
+    import time
+
+    from catalog import Ledger
+    from tasks.callbacks import CallbackReceiver, load_secret
+
+    directory = _data_dir(data_dir, load_settings())
+    ledger = Ledger(directory / "ledger.sqlite")
+    with CallbackReceiver(ledger, load_secret(directory), host=host, port=port) as receiver:
+        console.print(f"receiving callbacks on {receiver.base_url}/callback/<token>  (Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    ledger.close()

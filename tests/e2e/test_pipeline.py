@@ -1,0 +1,108 @@
+"""The foundation's promises, checked over loopback HTTP against the simulator."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import duckdb
+import pytest
+import soundfile as sf
+
+from catalog import Ledger, open_catalog
+from suno_client import STEMS_BY_TYPE, SeparationType
+from suno_sim import make_tracks_manifest
+
+from .conftest import run_flow
+
+pytestmark = pytest.mark.e2e
+
+
+def _charges_by_key(sim):
+    return Counter((c.audio_id, c.type) for c in sim.ledger())
+
+
+def test_mixed_manifest_yields_exact_stems_durations_and_spend(sim, tmp_path):
+    manifest = make_tracks_manifest(sim, 20, tmp_path / "m.csv", types=("separate_vocal", "split_stem"))
+    data_dir = tmp_path / "data"
+    summary = run_flow(manifest, data_dir, sim.base_url)
+    assert summary["exit_code"] == 0, summary
+    con = open_catalog(data_dir)
+    stems = con.execute(
+        "SELECT audio_id, separation_type, stem, path, bytes, sha256, duration_s, sample_rate, channels "
+        "FROM stems WHERE status = 'downloaded'"
+    ).fetchall()
+    jobs = con.execute("SELECT audio_id, separation_type, status FROM jobs").fetchall()
+    assert len(jobs) == 20 and {j[2] for j in jobs} == {"downloaded"}
+    by_job: dict[tuple[str, str], set[str]] = {}
+    for audio_id, stype, stem, path, nbytes, sha, duration, rate, channels in stems:
+        by_job.setdefault((audio_id, stype), set()).add(stem)
+        file = data_dir / path
+        assert file.stat().st_size == nbytes
+        assert hashlib.sha256(file.read_bytes()).hexdigest() == sha
+        truth = sim.truth(audio_id)
+        assert abs(duration - truth.duration_s) <= 0.05
+        info = sf.info(file)
+        assert (info.samplerate, info.channels) == (rate, channels) == (truth.sample_rate, truth.channels)
+    for (audio_id, stype), names in by_job.items():
+        assert names == {str(s) for s in STEMS_BY_TYPE[SeparationType(stype)]}, (audio_id, stype)
+    assert len(by_job) == 20
+    charged = sum(c.credits for c in sim.ledger())
+    assert charged == summary["credits_committed"] == con.execute("SELECT sum(credits) FROM spend").fetchone()[0]
+    assert max(_charges_by_key(sim).values()) == 1
+
+    # A rerun of the same manifest charges nothing and keeps every stem.
+    before = len(sim.ledger())
+    again = run_flow(manifest, data_dir, sim.base_url)
+    assert again["exit_code"] == 0 and len(sim.ledger()) == before
+    assert again["counts"].get("submitted", 0) == 0
+
+    # The DuckDB file answers from another connection, read-only.
+    with duckdb.connect(str(data_dir / "catalog.duckdb"), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM stems").fetchone()[0] == len(stems)
+
+
+def test_bad_rows_are_set_aside_and_the_rest_complete(sim, tmp_path):
+    good = make_tracks_manifest(sim, 3, tmp_path / "good.csv", types=("separate_vocal",))
+    lines = good.read_text().splitlines()
+    header = lines[0].split(",")
+    bad_type = lines[1].split(",")
+    bad_type[header.index("type")] = "karaoke"
+    missing_task = lines[2].split(",")
+    missing_task[header.index("task_id")] = ""
+    manifest = tmp_path / "mixed.csv"
+    manifest.write_text("\n".join([lines[0], lines[1], ",".join(bad_type), ",".join(missing_task), lines[3],
+                                   lines[1]]) + "\n")
+    data_dir = tmp_path / "data"
+    summary = run_flow(manifest, data_dir, sim.base_url)
+    assert summary["exit_code"] == 0
+    assert summary["plan"]["rows"] == 2 and summary["plan"]["rejected"] == 3
+    rejects = (data_dir / "rejects").glob("*.csv")
+    text = next(rejects).read_text()
+    for line, reason in [(3, "karaoke"), (4, "task_id"), (6, "duplicate of line 2")]:
+        assert any(r.startswith(f"{line},") and reason in r for r in text.splitlines()), text
+    assert len(sim.ledger()) == 2
+
+
+def test_task_only_rows_expand_to_every_audio_variation(sim, tmp_path):
+    manifest = make_tracks_manifest(sim, 4, tmp_path / "m.csv", types=("separate_vocal",), with_audio_id=False)
+    summary = run_flow(manifest, tmp_path / "data", sim.base_url)
+    assert summary["exit_code"] == 0
+    charged = {c.audio_id for c in sim.ledger()}
+    assert summary["plan"]["keys"] == len(charged) >= 4
+
+
+def test_timed_out_job_stays_submitted_and_is_polled_not_paid_next_run(render_cache, tmp_path):
+    from suno_sim import SimConfig, SimServer
+
+    slow = SimConfig(seed=11, processing_s=(3.0, 3.0), rate_limit=None, cache_dir=render_cache)
+    with SimServer(slow, port=0) as sim:
+        manifest = make_tracks_manifest(sim, 2, tmp_path / "m.csv", types=("separate_vocal",))
+        data_dir = tmp_path / "data"
+        first = run_flow(manifest, data_dir, sim.base_url, job_timeout_s=0.5)
+        assert first["exit_code"] == 1 and first["counts"]["timed_out"] == 2
+        statuses = {j.status for j in Ledger(data_dir / "ledger.sqlite").jobs_by_status(["submitted"])}
+        assert statuses == {"submitted"}
+        second = run_flow(manifest, data_dir, sim.base_url, job_timeout_s=30)
+        assert second["exit_code"] == 0 and second["counts"].get("submitted", 0) == 0
+        assert len(sim.ledger()) == 2
