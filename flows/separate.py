@@ -25,10 +25,11 @@ from prefect.cache_policies import NONE
 from catalog import Ledger
 from flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
 from stemcat.settings import load_settings
-from suno_client import SlidingWindowLimiter, SunoClient, SunoError
+from suno_client import SunoClient, SunoError
 from tasks.callbacks import CallbackReceiver, load_secret
 from tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
 from tasks.downloads import download_batch
+from tasks.limits import make_limiter
 from tasks.manifest import ManifestError, iter_manifest
 from tasks.plan import Plan, plan_batch
 from tasks.planning import Action
@@ -174,7 +175,7 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
     options.data_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(options.data_dir / "ledger.sqlite")
     secret = load_secret(options.data_dir)
-    limiter = SlidingWindowLimiter(options.rate_limit, options.rate_window_s)
+    limiter = make_limiter(options)
     receiver = None
     try:
         with RunLock(options.data_dir, run_id):
@@ -227,6 +228,7 @@ async def separate_manifest(
     job_timeout_s: float = 1800.0,
     max_download_mb: float = 200.0,
     callback_url: str | None = None,
+    rate_store: str | None = None,
 ) -> dict:
     """Separate every track of a manifest into stems and catalog them. Returns the run summary."""
     started = time.monotonic()
@@ -240,6 +242,7 @@ async def separate_manifest(
         download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial_s,
         poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_bytes=int(max_download_mb * 1024 * 1024),
         callback_url=callback_url or settings.callback_url,
+        rate_store=rate_store or settings.rate_store,
     )
     run_id = new_run_id()
     manifest_path = Path(manifest)

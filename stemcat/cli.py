@@ -88,6 +88,8 @@ def run(
     job_timeout: Annotated[float | None, typer.Option(help="Stop polling a job after this many seconds.")] = None,
     max_download_mb: Annotated[float | None, typer.Option(help="Refuse stem files larger than this.")] = None,
     callback_url: Annotated[str | None, typer.Option(help="Public base URL of `stemcat callbacks serve`.")] = None,
+    rate_store: Annotated[str | None, typer.Option(help="Shared rate budget for concurrent runs "
+                                                   "[env STEMCAT_RATE_STORE].")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
 ) -> None:
     """Separate every track of MANIFEST into stems, download them, and update the catalog."""
@@ -102,6 +104,7 @@ def run(
         poll_max_s=poll_max or settings.poll_max_s, job_timeout_s=job_timeout or settings.job_timeout_s,
         max_download_mb=max_download_mb or settings.max_download_mb,
         callback_url=callback_url or settings.callback_url,
+        rate_store=rate_store or settings.rate_store,
     )
     raise typer.Exit(run_flow(params, verbose=verbose))
 

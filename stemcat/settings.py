@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         default=None,
         description="Public base URL that reaches `stemcat callbacks serve`; unset: a loopback receiver per run.",
     )
+    rate_store: str | None = Field(
+        default=None, description="Where concurrent runs share the key's rate budget (see tasks.limits)."
+    )
     rate_limit: int = Field(default=20, ge=1, description="Requests per rate window (submits and polls).")
     rate_window_s: float = Field(default=10.0, gt=0)
     concurrency: int = Field(default=8, ge=1, description="Jobs in flight at once.")
@@ -54,6 +57,6 @@ def quiet_prefect_environment() -> None:
     """Keep a newcomer's terminal clean: no telemetry, no INFO chatter from Prefect."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     os.environ.setdefault("PREFECT_CLI_COLORS", "true")

@@ -45,6 +45,7 @@ class RunOptions(BaseModel):
     job_timeout_s: float = Field(default=1800.0, gt=0)
     max_download_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     callback_url: str | None = None
+    rate_store: str | None = Field(default=None, description="Shared rate budget across runs (see tasks.limits).")
 
     @property
     def policy(self) -> ResubmitPolicy:
