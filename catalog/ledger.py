@@ -332,6 +332,13 @@ class Ledger:
         _require_text(separation_type, "separation_type")
         if isinstance(credits, bool) or not isinstance(credits, int) or credits <= 0:
             raise ValueError(f"credits must be a positive int, got {credits!r}")
+        if not force:
+            # Fast refusal without the write lock: a blocking attempt only ever gets rechecked below,
+            # so this can at worst miss a key that was just freed, never claim one twice.
+            with self._read() as con:
+                latest = self._latest_job(con, audio_id, separation_type)
+            if latest is not None and latest.status in BLOCKING:
+                return None
         with self._write() as con:
             latest = self._latest_job(con, audio_id, separation_type)
             if latest is not None and latest.status in BLOCKING and not force:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +24,7 @@ def connect(path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> sq
     try:
         # PRAGMA arguments cannot be bound; the value is an int we computed.
         con.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise CatalogError(f"could not switch {path} to WAL mode (got {mode!r})")
+        _enable_wal(con, path, busy_timeout_s)
         con.execute("PRAGMA synchronous = FULL")
         con.execute("PRAGMA foreign_keys = ON")
     except BaseException:
@@ -33,8 +33,29 @@ def connect(path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> sq
     return con
 
 
+def _enable_wal(con: sqlite3.Connection, path: Path, timeout_s: float) -> None:
+    """Switch to WAL, retrying: on a brand-new file the switch fails fast, without the busy handler,
+    while another process is creating the same file."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            mode = str(con.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            mode = "locked"
+        if mode == "wal":
+            return
+        if time.monotonic() >= deadline:
+            raise CatalogError(f"could not switch {path} to WAL mode within {timeout_s:.0f} s (got {mode!r})")
+        time.sleep(random.uniform(0.005, 0.05))
+
+
 def ensure_schema(con: sqlite3.Connection) -> None:
     """Create the tables once; refuse a ledger written by a newer stemcat."""
+    # Opening an up-to-date ledger takes no write lock, so it never waits behind a running writer.
+    if con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
     with write_transaction(con):
         version = con.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:

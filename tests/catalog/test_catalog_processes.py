@@ -1,0 +1,166 @@
+"""Several processes at once: exactly-once claims, and readers that are never locked out."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from catalog import Ledger, open_catalog, refresh_duckdb, write_snapshots
+from tests.catalog import catalog_workers
+from tests.catalog.catalog_sample import build_sample
+
+SPAWN = multiprocessing.get_context("spawn")
+EXPECTED_COUNTS = {"tracks": 5, "jobs": 6, "stems": 8, "spend": 12, "runs": 2, "callbacks": 1, "rejects": 2}
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {table: con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in EXPECTED_COUNTS}
+
+
+def _collect(results: multiprocessing.Queue, processes: list, timeout_s: float = 60) -> list:
+    """One result per process; fails at once if a process died without answering."""
+    collected: list = []
+    deadline = time.monotonic() + timeout_s
+    while len(collected) < len(processes):
+        try:
+            collected.append(results.get(timeout=0.2))
+        except queue.Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            assert not dead, f"a worker process failed (exit codes {dead})"
+            assert time.monotonic() < deadline, "workers did not answer in time"
+    return collected
+
+
+def _stop(processes: list, timeout_s: float = 30) -> None:
+    """Join our worker processes; kill any that hang so the session never waits on them."""
+    for process in processes:
+        process.join(timeout=timeout_s)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("published")
+    sample = build_sample(root)
+    write_snapshots(sample.ledger, root)
+    refresh_duckdb(root)
+    sample.ledger.close()
+    return root
+
+
+def test_claim_is_exactly_once_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "ledger.sqlite"  # not created yet: the processes race to create it too
+    keys = [(f"a{i}", "separate_vocal" if i % 2 else "split_stem") for i in range(50)]
+    workers = 4
+    start = SPAWN.Barrier(workers)
+    results = SPAWN.Queue()
+    processes = [
+        SPAWN.Process(target=catalog_workers.claim_keys, args=(str(path), keys, seed, start, results))
+        for seed in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        claimed = _collect(results, processes)
+    finally:
+        _stop(processes)
+    assert [process.exitcode for process in processes] == [0] * workers
+    everything = [claim for claims in claimed for claim in claims]
+    assert Counter((audio_id, kind) for audio_id, kind, _ in everything) == Counter(keys)
+    assert sum(1 for claims in claimed if claims) >= 2, "the race had a single winner; it proves little"
+    with Ledger(path) as led:
+        assert led.spend_total() == 50
+        latest = led.latest_jobs(keys)
+        assert {job.job_id for job in latest.values()} == {job_id for _, _, job_id in everything}
+        assert all(job.attempt == 1 for job in latest.values())
+
+
+def test_readers_are_not_blocked_by_a_write_transaction_in_another_process(published: Path) -> None:
+    ledger = Ledger(published / "ledger.sqlite")
+    locked, release = SPAWN.Event(), SPAWN.Event()
+    holder = SPAWN.Process(
+        target=catalog_workers.hold_write_lock, args=(str(published / "ledger.sqlite"), locked, release)
+    )
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        started = time.monotonic()
+        con = open_catalog(published)
+        assert _counts(con) == EXPECTED_COUNTS
+        con.close()
+        # Snapshots read through WAL and do not wait for the writer either; its uncommitted row is invisible.
+        assert write_snapshots(ledger, published)["rejects"] == 2
+        # Opening another Ledger on an up-to-date file takes no write lock.
+        Ledger(published / "ledger.sqlite").close()
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        _stop([holder])
+        ledger.close()
+    assert holder.exitcode == 0
+
+
+@pytest.fixture(scope="module")
+def snapshotting(published: Path) -> Iterator[multiprocessing.Value]:
+    started, stop = SPAWN.Event(), SPAWN.Event()
+    rounds = SPAWN.Value("i", 0)
+    process = SPAWN.Process(target=catalog_workers.snapshot_loop, args=(str(published), started, stop, rounds))
+    process.start()
+    try:
+        assert started.wait(timeout=30)
+        yield rounds
+    finally:
+        stop.set()
+        _stop([process])
+    assert process.exitcode == 0
+
+
+def test_open_catalog_while_another_process_snapshots_in_a_loop(
+    published: Path, snapshotting: multiprocessing.Value
+) -> None:
+    first_round = snapshotting.value
+    reads = 0
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        con = open_catalog(published)
+        try:
+            assert _counts(con) == EXPECTED_COUNTS
+            assert con.execute("SELECT sum(credits) FROM spend_by_run").fetchone()[0] == 13
+        finally:
+            con.close()
+        reads += 1
+    assert reads >= 5
+    assert snapshotting.value - first_round >= 3, "the snapshotter did not overlap the reads"
+
+
+def test_catalog_duckdb_opens_read_only_while_another_process_snapshots(
+    published: Path, snapshotting: multiprocessing.Value
+) -> None:
+    database = str(published / "catalog.duckdb")
+    held = duckdb.connect(database, read_only=True)
+    first_round = snapshotting.value
+    reads = 0
+    deadline = time.monotonic() + 2.0
+    try:
+        while time.monotonic() < deadline:
+            con = duckdb.connect(database, read_only=True)
+            try:
+                assert _counts(con) == EXPECTED_COUNTS
+            finally:
+                con.close()
+            reads += 1
+        # A connection held across many rebuilds keeps answering, and never blocked the rebuilds.
+        assert _counts(held) == EXPECTED_COUNTS
+    finally:
+        held.close()
+    assert reads >= 5
+    assert snapshotting.value - first_round >= 3, "the snapshotter was blocked by the open reader"
