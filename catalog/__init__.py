@@ -22,7 +22,8 @@ Layout under DATA_DIR
 ``catalog.duckdb``
     Only VIEWS over the Parquet files (absolute paths) plus the report views, rebuilt in a temp
     file and renamed into place, never held open by a run: ``stemcat sql``/``report`` in another
-    shell, and any DuckDB client, are never locked out. The CLI's readers use ``open_catalog``,
+    shell, and any DuckDB client (it is written in the v1.0.0 storage format, so DuckDB 1.x opens
+    it too), are never locked out. The CLI's readers use ``open_catalog``,
     an in-memory DuckDB with the same views, which touches no lock at all.
 
 Timestamps are REAL epoch seconds (UTC) in SQLite and ``timestamp[us, tz=UTC]`` in Parquet.

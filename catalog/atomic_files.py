@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,3 +68,21 @@ def creating_if_absent(target: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
     fsync_dir(target.parent)
+
+
+def sweep_stale_temps(targets: Iterable[Path], *, older_than_s: float = 3600.0) -> int:
+    """Remove the temp files (made by ``temp_path_for``) that killed writers left next to ``targets``.
+
+    Only files old enough that no live writer can still be filling them are touched; returns the count.
+    """
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for target in targets:
+        if not target.parent.is_dir():
+            continue
+        for candidate in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
+            with contextlib.suppress(FileNotFoundError):
+                if candidate.stat().st_mtime < cutoff:
+                    candidate.unlink()
+                    removed += 1
+    return removed

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import duckdb
 
-from catalog.atomic_files import replacing
+from catalog.atomic_files import replacing, sweep_stale_temps
 from catalog.paths import duckdb_path, parquet_path
 from catalog.schema import CATALOG_TABLES, arrow_schema
 from catalog.snapshots import ensure_snapshot_files
 from catalog.views import REPORT_VIEWS
+
+
+STORAGE_VERSION = "v1.0.0"
 
 
 def _identifier(name: str) -> str:
@@ -57,16 +60,22 @@ def refresh_duckdb(data_dir: Path) -> Path:
     ensure_snapshot_files(data_dir)
     target = duckdb_path(data_dir)
     with replacing(target) as temp:
-        con = duckdb.connect(str(temp))
+        con = duckdb.connect(":memory:")
         try:
+            # Oldest storage format that holds views: DuckDB 1.x clients can open the file too.
+            con.execute(f"ATTACH {_string_literal(str(temp))} AS fresh (STORAGE_VERSION '{STORAGE_VERSION}')")
+            con.execute("USE fresh")
             for table in CATALOG_TABLES:
                 _create_table_view(con, table, parquet_path(data_dir, table))
             create_report_views(con)
-            con.execute("CHECKPOINT")
+            con.execute("CHECKPOINT fresh")
+            con.execute("USE memory")
+            con.execute("DETACH fresh")
         finally:
             con.close()
         with contextlib.suppress(FileNotFoundError):
             temp.with_name(temp.name + ".wal").unlink()
+    sweep_stale_temps([target])
     return target
 
 

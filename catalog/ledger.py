@@ -51,6 +51,9 @@ RUN_COUNT_COLUMNS = ("n_rows", "n_rejected", "n_skipped", "n_submitted", "n_down
 _JOB_SELECT = "SELECT " + ", ".join(JOBS.column_names) + " FROM jobs"
 _STEM_SELECT = "SELECT " + ", ".join(STEMS.column_names) + " FROM stems"
 _JOB_COLUMNS = frozenset(JOBS.column_names)
+_JOB_INSERT = (
+    f"INSERT INTO jobs ({', '.join(JOBS.column_names)}) VALUES ({', '.join('?' for _ in JOBS.column_names)})"
+)
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -151,6 +154,9 @@ class Ledger:
                 self._con.close()
                 self._con = None
 
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
     def __enter__(self) -> Ledger:
         return self
 
@@ -205,7 +211,8 @@ class Ledger:
                 con.execute(
                     "INSERT INTO runs (run_id, flow_run_id, started_at, manifest, status, balance_before, params)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, flow_run_id, self._clock(), manifest, RunStatus.RUNNING.value, balance_before, params_text),
+                    (run_id, flow_run_id, self._clock(), manifest, RunStatus.RUNNING.value, balance_before,
+                     params_text),
                 )
             except sqlite3.IntegrityError as exc:
                 raise ValueError(f"run {run_id!r} already exists in the ledger") from exc
@@ -365,10 +372,7 @@ class Ledger:
                 next_poll_at=None,
                 origin_url=None,
             )
-            con.execute(
-                f"INSERT INTO jobs ({', '.join(JOBS.column_names)}) VALUES ({', '.join('?' for _ in JOBS.column_names)})",
-                tuple(getattr(job, column) for column in JOBS.column_names),
-            )
+            con.execute(_JOB_INSERT, tuple(getattr(job, column) for column in JOBS.column_names))
             self._insert_spend(con, job, SpendEvent.INTENT, credits, now)
         return job
 
@@ -572,7 +576,10 @@ class Ledger:
         sample_rate: int | None,
         channels: int | None,
     ) -> bool:
-        """Record a verified file (``path`` relative to DATA_DIR); True when every stem of the job is now downloaded."""
+        """Record a verified file (``path`` relative to DATA_DIR).
+
+        Returns True when every stem of the job is now downloaded.
+        """
         relative = _relative_data_path(path)
         with self._write() as con:
             cursor = con.execute(

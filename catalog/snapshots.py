@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.atomic_files import creating_if_absent, replacing
+from catalog.atomic_files import creating_if_absent, replacing, sweep_stale_temps
 from catalog.ledger import Ledger
 from catalog.paths import parquet_path
 from catalog.schema import CATALOG_TABLES, arrow_schema
@@ -54,6 +54,7 @@ def write_snapshots(ledger: Ledger, data_dir: Path, *, batch_size: int = DEFAULT
             schema = arrow_schema(table)
             batches = (rows_to_record_batch(rows, schema) for rows in reader.table_batches(table, batch_size))
             written[table] = write_parquet_atomic(parquet_path(data_dir, table), schema, batches)
+    sweep_stale_temps(parquet_path(data_dir, table) for table in CATALOG_TABLES)
     return written
 
 

@@ -151,6 +151,8 @@ def test_examples_also_run_in_catalog_duckdb(data_dir: Path) -> None:
     try:
         assert _rows(con, _examples()["balance_mismatch"]) == EXPECTED_EXAMPLES["balance_mismatch"]
         assert _rows(con, "SELECT count(*) FROM stems")[0][0] == 8
+        tags = _rows(con, "SELECT tags FROM duckdb_databases() WHERE database_name = 'catalog'")[0][0]
+        assert tags["storage_version"].startswith("v1.0.0"), "DuckDB 1.x clients must be able to open it"
     finally:
         con.close()
 

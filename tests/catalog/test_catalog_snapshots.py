@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +108,21 @@ def test_failed_write_never_replaces_a_good_file(snapshot_dir: Path, tmp_path: P
 def test_rows_to_record_batch_rejects_a_wrong_shape() -> None:
     with pytest.raises(ValueError):
         rows_to_record_batch([("only", "two")], arrow_schema("rejects"))
+
+
+def test_temp_files_of_killed_writers_are_swept(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        write_snapshots(led, tmp_path)
+        catalog_dir = tmp_path / "catalog"
+        stale = catalog_dir / ".jobs.parquet.999.deadbeef.tmp"
+        fresh = catalog_dir / ".jobs.parquet.998.cafe.tmp"
+        unrelated = catalog_dir / ".someone-else.tmp"
+        for path in (stale, fresh, unrelated):
+            path.write_bytes(b"partial")
+        old = time.time() - 7200
+        os.utime(stale, (old, old))
+        os.utime(unrelated, (old, old))
+        write_snapshots(led, tmp_path)
+    assert not stale.exists()
+    assert fresh.exists(), "a recent temp file may belong to a live writer"
+    assert unrelated.exists()
