@@ -36,7 +36,7 @@ from tasks.planning import Action
 from tasks.progress import reporter
 from tasks.publish import publish_catalog
 from tasks.reconcile import reconcile_intents
-from tasks.separation import await_batch, submit_batch
+from tasks.separation import await_batch, submit_batch, wait_for_owner
 from tasks.tracks import stage_rows, stage_tracks
 
 MANIFEST_CHUNK_ROWS = 10_000
@@ -118,10 +118,10 @@ async def process_batch(ctx: RunContext, items: list[WorkItem]) -> None:
     for action, group in by_action.items():
         if action.startswith("skip_"):
             ctx.counts[action] += len(group)
-        if action == Action.RECONCILE:  # an intent of a run still alive: that run owns it
-            ctx.counts["in_flight_elsewhere"] += len(group)
+    # An intent of a run that is still alive: that run pays; this one waits for its taskId.
+    owned = await asyncio.gather(*(wait_for_owner(ctx, i) for i in by_action.get(Action.RECONCILE, [])))
     new_ids = await submit_batch(ctx, by_action.get(Action.SUBMIT, [])) if Action.SUBMIT in by_action else []
-    resumed = [i.job_id for i in by_action.get(Action.POLL, []) if i.job_id]
+    resumed = [i.job_id for i in by_action.get(Action.POLL, []) if i.job_id] + [j for j in owned if j]
     separated = await await_batch(ctx, new_ids, resumed) if new_ids or resumed else []
     finished = [i.job_id for i in by_action.get(Action.DOWNLOAD, []) if i.job_id]
     if separated or finished:
@@ -251,10 +251,16 @@ async def separate_manifest(
     flow_run_id = str(runtime.flow_run.id or "")
     params = options.model_dump(mode="json")
     async with run_resources(options, run_id) as ctx:
-        ctx.ledger.start_run(run_id, flow_run_id=flow_run_id, manifest=str(manifest_path), params=params,
-                             balance_before=None)
+        refused: RunAborted | None = None
         try:
             summary.balance_before = await read_balance(ctx.client)
+        except RunAborted as error:  # recorded as this run's outcome below
+            refused = error
+        ctx.ledger.start_run(run_id, flow_run_id=flow_run_id, manifest=str(manifest_path), params=params,
+                             balance_before=summary.balance_before)
+        try:
+            if refused is not None:
+                raise refused
             summary.reconciled = await reconcile_intents(ctx)
             summary.plan = await plan_manifest(ctx, manifest_path, summary)
             reporter().total("rows", summary.plan.keys)
@@ -273,7 +279,7 @@ async def separate_manifest(
             summary.counts = dict(ctx.counts)
             summary.stop_reason = ctx.stop_reason
             summary.credits_committed = ctx.ledger.spend_total(run_id)
-            if not dry_run:
+            if not dry_run and refused is None:
                 summary.balance_after = await read_balance(ctx.client)
             summary.exit_code = summary.decide_exit_code()
             summary.elapsed_s = round(time.monotonic() - started, 3)

@@ -9,9 +9,12 @@ still matches the ledger, and fetched again for free when it is lost or corrupt.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from prefect import task
@@ -72,9 +75,33 @@ async def download_stem(ctx: RunContext, stem: StemRow) -> str:
         return "downloaded"
     final = data_dir / relpath
     final.parent.mkdir(parents=True, exist_ok=True)
+    # Another run may be fetching the same stem: one writer per file, then the other sees it intact.
+    lock = data_dir / "locks" / "stems" / f"{stem.audio_id}.{stem.separation_type}.{stem.stem}.lock"
+    async with _file_lock(lock):
+        current = next((s for s in await asyncio.to_thread(ctx.ledger.stems_for_job, stem.job_id)
+                        if s.stem == stem.stem), stem)
+        if await asyncio.to_thread(stem_is_intact, data_dir, current):
+            return "downloaded"
+        return await _fetch_stem(ctx, current, relpath, final)
+
+
+@asynccontextmanager
+async def _file_lock(path: Path) -> AsyncIterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path) -> str:
     part = final.with_name(final.name + ".part")
     url = stem.url
     refreshed = False
+    expired = False
     last_error = "no URL"
     for _attempt in range(DOWNLOAD_ATTEMPTS):
         if not url:
@@ -83,14 +110,14 @@ async def download_stem(ctx: RunContext, stem: StemRow) -> str:
             async with ctx.download_slots:
                 result = await ctx.client.download(url, part, max_bytes=ctx.options.max_download_bytes)
         except DownloadExpired as error:
-            last_error = str(error)
+            last_error, expired = str(error), True
             if refreshed:
                 break
             refreshed = True
             new_url = await _refresh_url(ctx, stem.job_id, stem.stem)
             if new_url is None or new_url == url:
                 break
-            url = new_url
+            url, expired = new_url, False
             part.unlink(missing_ok=True)
             continue
         except SunoError as error:
@@ -111,7 +138,8 @@ async def download_stem(ctx: RunContext, stem: StemRow) -> str:
         ctx.counts["stems_downloaded"] += 1
         ctx.counts["bytes_downloaded"] += result.bytes
         return "downloaded"
-    expired = "expired" in last_error.lower() or (stem.url_expires_at is not None and stem.url_expires_at < time.time())
+    if not url and stem.url_expires_at is not None and stem.url_expires_at < time.time():
+        expired = True
     status = "expired" if expired else "failed"
     await asyncio.to_thread(ctx.ledger.mark_stem, stem.job_id, stem.stem, status, last_error)
     return status
@@ -131,6 +159,9 @@ async def download_job(ctx: RunContext, job_id: str) -> str:
     if "expired" in statuses:
         await asyncio.to_thread(ctx.ledger.mark_status, job_id, "expired", "stem URLs expired before download")
         ctx.counts["expired"] += 1
+        # Re-separating is the only way back, and it is paid: say what it would cost.
+        job = await asyncio.to_thread(ctx.ledger.get_job, job_id)
+        ctx.counts["expired_credits"] += job.credits if job else 0
         return "expired"
     ctx.counts["download_failed"] += 1
     return "failed"

@@ -56,10 +56,10 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
         ctx.ledger.claim, item.audio_id, item.task_id, item.separation_type, credits, ctx.run_id,
         force=needs_force(item.status, ctx.options.policy),
     )
-    if job is None:  # another run claimed it first: it pays, we don't
+    if job is None:  # another run claimed it first: it pays, we wait for its taskId
         ctx.budget.release(credits)
         ctx.counts["claimed_elsewhere"] += 1
-        return None
+        return await wait_for_owner(ctx, item)
     request = GenerateRequest(
         task_id=item.task_id, audio_id=item.audio_id, type=SeparationType(item.separation_type),
         callback_url=callback_url(ctx.callback_base, ctx.secret, job.job_id),
@@ -91,6 +91,27 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
     ctx.counts["submitted"] += 1
     reporter().advance("submitted")
     return job.job_id
+
+
+async def wait_for_owner(ctx: RunContext, item: WorkItem) -> str | None:
+    """A key another live run is paying for: wait (free) until its taskId is in the ledger.
+
+    Returns the job id to poll and download like our own, or None when the owner's
+    submit did not end in a remote task (unknown, refused) or it took too long.
+    """
+    deadline = time.monotonic() + ctx.options.job_timeout_s
+    while time.monotonic() < deadline:
+        latest = await asyncio.to_thread(ctx.ledger.latest_jobs, [(item.audio_id, item.separation_type)])
+        job = latest.get((item.audio_id, item.separation_type))
+        if job is not None and job.remote_task_id:
+            ctx.counts["shared_with_other_run"] += 1
+            return job.job_id
+        if job is not None and job.status not in ("intent",):
+            ctx.counts[f"owner_{job.status}"] += 1
+            return None
+        await asyncio.sleep(min(ctx.options.poll_initial_s, 1.0))
+    ctx.counts["in_flight_elsewhere"] += 1
+    return None
 
 
 @task(name="submit-batch", cache_policy=NONE, retries=0)

@@ -142,3 +142,10 @@ def test_slow_credit_endpoint_does_not_block_the_run(sim, tmp_path):
     sim.inject(FaultSpec(route="credit", code=500, times=-1))
     summary = run_flow(manifest, data_dir, sim.base_url)
     assert summary["exit_code"] == 0 and summary["balance_before"] is None
+
+
+def test_unauthorized_on_the_first_call_ends_cleanly(sim, tmp_path):
+    manifest, _, data_dir = _setup(sim, tmp_path, n=1)
+    sim.inject(FaultSpec(route="credit", code=401, times=-1))
+    summary = run_flow(manifest, data_dir, sim.base_url)
+    assert summary["exit_code"] == 4 and sim.ledger() == []
