@@ -1,11 +1,27 @@
-"""Build the request limiter a run paces its API calls with (submits and polls share it)."""
+"""Build the request limiter a run paces its API calls with (submits and polls share it).
+
+Every run on a key shares that key's budget (see `suno_client.shared_pacing`):
+`rate_store` unset uses the per-key SQLite file under the user's state directory, so
+concurrent runs on this host (whatever their data directories) stay under the cap together
+with no setup; ``http://host:port`` shares it across machines through a pacer service;
+``memory`` keeps it to this process. The API's documented budget is 20 requests per 10 s.
+"""
 
 from __future__ import annotations
 
-from suno_client import RequestLimiter, SlidingWindowLimiter
+import os
+
+from suno_client import API_KEY_ENV, RequestLimiter
+from suno_client.shared_pacing import DEFAULT_POLL_SHARE, SharedLimiter, open_admission_store
 from tasks.context import RunOptions
 
 
 def make_limiter(options: RunOptions) -> RequestLimiter:
-    """The in-process exact limiter at the configured rate."""
-    return SlidingWindowLimiter(options.rate_limit, options.rate_window_s)
+    """The shared, exact limiter at the configured rate, on the store `options.rate_store` names."""
+    # The key is only hashed into the budget's name here; like the client, read it from the
+    # environment so it never becomes a flow parameter.
+    store = open_admission_store(
+        options.rate_store, base_url=options.base_url, api_key=os.environ.get(API_KEY_ENV, "").strip()
+    )
+    poll_share = getattr(options, "poll_share", DEFAULT_POLL_SHARE)
+    return SharedLimiter(store, options.rate_limit, options.rate_window_s, poll_share=poll_share)

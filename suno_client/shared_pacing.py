@@ -1,0 +1,480 @@
+"""One rate budget per API key, shared by every run that uses the key.
+
+`SharedLimiter` is a `RequestLimiter` whose admission log and adaptive state live in an
+`AdmissionStore`:
+
+===========================  ==========================================================
+store                        who shares the budget
+===========================  ==========================================================
+``memory``                   the coroutines of this process only
+SQLite file (the default)    every process on this host (WAL, ``BEGIN IMMEDIATE``)
+``http://host:port``         every machine that reaches one pacer service
+===========================  ==========================================================
+
+By default a run uses ``$XDG_STATE_HOME/stemcat/rate-<budget>.sqlite`` (``~/.local/state``
+when unset), where ``<budget>`` hashes the base URL and the key's hash: runs on the same key
+share it whatever their data directories, and a single run needs no setup at all.
+
+How a request is admitted: the limiter reserves the next slot(s) from the store (decided
+there by the pure rules of `suno_client.admission`), sleeps until the slot is due, claims it,
+and hands it to the waiting request that the poll policy picks. A 405/430 (`throttled`) or a
+455 (`paused`) is written to the store at once: it halves the rate or sets a not-before for
+every process, and revokes every reserved future slot, so the whole key slows down, not just
+the request that was refused. Each success recovers the rate by a small step.
+
+Poll policy: API calls made inside `polling()` are polls. When polls and other calls (submits)
+wait at the same time, polls get at most `poll_share` of the admissions (stride scheduling);
+when only one kind waits it gets the whole budget. Per-job poll cadence (back-off) is the
+caller's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from suno_client.admission import (
+    DEFAULT_SAFETY,
+    AdmissionBook,
+    PacingParams,
+    PacingState,
+    Reservation,
+    budget_id,
+)
+from suno_client.errors import TransportFailure
+from suno_client.pacing import LimiterStats
+
+logger = logging.getLogger("suno_client")
+
+Clock = Callable[[], float]
+
+DEFAULT_POLL_SHARE = 0.5
+DEFAULT_LOOKAHEAD_S = 0.2
+MEMORY_STORE = "memory"
+STATE_DIR_ENV = "XDG_STATE_HOME"
+# Float rounding must not turn into an endless run of zero-length sleeps.
+_DUE_TOLERANCE_S = 1e-6
+
+
+class PacerUnavailable(TransportFailure):
+    """The shared budget could not be reached; no API request was sent."""
+
+    advice = "The rate store (SQLite file or pacer service) failed; nothing was sent, retry later"
+
+    def __init__(self, message: str, *, endpoint: str = "pacer") -> None:
+        super().__init__(message, request_sent=False, endpoint=endpoint)
+
+
+class RequestClass(StrEnum):
+    SUBMIT = "submit"  # and every call not marked as a poll
+    POLL = "poll"
+
+
+_request_class: ContextVar[RequestClass] = ContextVar("stemcat_request_class", default=RequestClass.SUBMIT)
+
+
+@contextlib.contextmanager
+def polling() -> Iterator[None]:
+    """Mark the API calls made inside as polls (see the poll policy in the module docstring)."""
+    token = _request_class.set(RequestClass.POLL)
+    try:
+        yield
+    finally:
+        _request_class.reset(token)
+
+
+class AdmissionStore(Protocol):
+    """Where a budget's admission log and adaptive state live; every method is one atomic step."""
+
+    async def reserve(self, params: PacingParams, count: int) -> Reservation:
+        """Plan and record the next `count` admissions."""
+        ...
+
+    async def claim(self, tickets: Sequence[int]) -> set[int]:
+        """Which of these reserved slots are still valid (not revoked by a throttle or pause)."""
+        ...
+
+    async def release(self, tickets: Sequence[int]) -> None:
+        """Give back reserved slots that will not be used."""
+        ...
+
+    async def throttle(self, params: PacingParams, retry_after: float | None) -> PacingState: ...
+
+    async def pause(self, seconds: float) -> PacingState: ...
+
+    async def recover(self, params: PacingParams, successes: int) -> PacingState: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryAdmissionStore:
+    """A budget held by this process only."""
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._book = AdmissionBook()
+        self._clock = clock
+
+    async def reserve(self, params: PacingParams, count: int) -> Reservation:
+        return self._book.reserve(self._clock(), params, count)
+
+    async def claim(self, tickets: Sequence[int]) -> set[int]:
+        return self._book.claim(tickets)
+
+    async def release(self, tickets: Sequence[int]) -> None:
+        self._book.release(tickets, self._clock())
+
+    async def throttle(self, params: PacingParams, retry_after: float | None) -> PacingState:
+        return self._book.throttle(self._clock(), retry_after, params)
+
+    async def pause(self, seconds: float) -> PacingState:
+        return self._book.pause(self._clock(), seconds)
+
+    async def recover(self, params: PacingParams, successes: int) -> PacingState:
+        return self._book.recover(successes, params)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class _LocalSlot:
+    ticket: int
+    due: float  # on this process's monotonic clock
+
+
+class _Reports:
+    """Throttles, pauses and successes not yet written to the store."""
+
+    def __init__(self) -> None:
+        self.throttles: list[float | None] = []
+        self.pause_s: float | None = None
+        self.successes = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.throttles) or self.pause_s is not None or self.successes > 0
+
+    def take(self) -> _Reports:
+        taken = _Reports()
+        taken.throttles, taken.pause_s, taken.successes = self.throttles, self.pause_s, self.successes
+        self.throttles, self.pause_s, self.successes = [], None, 0
+        return taken
+
+    def put_back(self, other: _Reports) -> None:
+        self.throttles = other.throttles + self.throttles
+        if other.pause_s is not None:
+            self.pause_s = max(other.pause_s, self.pause_s or 0.0)
+        self.successes += other.successes
+
+
+class SharedLimiter:
+    """Exact, smooth pacing against a budget that other processes or machines may share."""
+
+    def __init__(
+        self,
+        store: AdmissionStore,
+        limit: int = 20,
+        window_s: float = 10.0,
+        *,
+        safety: float = DEFAULT_SAFETY,
+        poll_share: float = DEFAULT_POLL_SHARE,
+        lookahead_s: float = DEFAULT_LOOKAHEAD_S,
+        max_ahead: int = 64,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not 0.0 <= poll_share <= 1.0:
+            raise ValueError("poll_share must be between 0 and 1")
+        if lookahead_s < 0 or max_ahead < 1:
+            raise ValueError("need lookahead_s >= 0 and max_ahead >= 1")
+        self._params = PacingParams(limit, window_s, safety)
+        self._store = store
+        self._clock = clock
+        self._lookahead_s = lookahead_s
+        self._max_ahead = max_ahead
+        self._weights = {RequestClass.SUBMIT: 1.0 - poll_share, RequestClass.POLL: poll_share}
+        self._passes = dict.fromkeys(RequestClass, 0.0)
+        self._waiters: dict[RequestClass, deque[asyncio.Future[None]]] = {c: deque() for c in RequestClass}
+        self._slots: deque[_LocalSlot] = deque()
+        self._reports = _Reports()
+        self._store_lock = asyncio.Lock()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._factor = 1.0
+        self.admitted = 0
+        self.throttle_count = 0
+        self.pause_count = 0
+        self.granted_by_class: dict[RequestClass, int] = dict.fromkeys(RequestClass, 0)
+
+    # --- RequestLimiter ---------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[_request_class.get()].append(waiter)
+        self._ensure_dispatcher()
+        await waiter
+        self.admitted += 1
+
+    def throttled(self, retry_after: float | None) -> None:
+        self.throttle_count += 1
+        self._reports.throttles.append(retry_after)
+        self._revoke_local_slots()
+        self._schedule_flush()
+
+    def paused(self, seconds: float) -> None:
+        self.pause_count += 1
+        self._reports.pause_s = max(seconds, self._reports.pause_s or 0.0)
+        self._revoke_local_slots()
+        self._schedule_flush()
+
+    def succeeded(self) -> None:
+        # At full rate there is nothing to recover: no store write per request.
+        if self._factor < 1.0:
+            self._reports.successes += 1
+            self._schedule_flush()
+
+    # --- introspection ------------------------------------------------------------------------
+
+    @property
+    def current_rate(self) -> float:
+        """Admissions per second currently allowed (as last seen in the store)."""
+        return self._params.limit / self._params.guarded_window * self._factor
+
+    @property
+    def nominal_rate(self) -> float:
+        return self._params.nominal_rate
+
+    @property
+    def stats(self) -> LimiterStats:
+        return LimiterStats(self.admitted, self.throttle_count, self.pause_count, self.current_rate)
+
+    async def aclose(self) -> None:
+        """Stop dispatching, give back reserved slots and close the store."""
+        for task in (self._dispatcher, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        with contextlib.suppress(Exception):
+            await self._release_local_slots()
+        await self._store.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"SharedLimiter(limit={self._params.limit}, window_s={self._params.window_s}, "
+            f"store={type(self._store).__name__}, current_rate={self.current_rate:.3f}/s, admitted={self.admitted})"
+        )
+
+    # --- dispatching --------------------------------------------------------------------------
+
+    def _live_waiters(self, request_class: RequestClass) -> deque[asyncio.Future[None]]:
+        queue = self._waiters[request_class]
+        while queue and queue[0].done():  # cancelled while waiting
+            queue.popleft()
+        return queue
+
+    def _waiting(self) -> int:
+        return sum(len(self._live_waiters(c)) for c in RequestClass)
+
+    def _ensure_dispatcher(self) -> None:
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(), name="stemcat-pacing")
+
+    def _ahead(self) -> int:
+        rate = self.current_rate
+        by_time = max(1, math.floor(self._lookahead_s * rate)) if math.isfinite(rate) else self._max_ahead
+        return max(1, min(self._waiting(), by_time, self._max_ahead))
+
+    async def _dispatch(self) -> None:
+        try:
+            while True:
+                while self._waiting():
+                    if not self._slots:
+                        await self._reserve()
+                        continue
+                    delay = self._slots[0].due - self._clock()
+                    if delay > _DUE_TOLERANCE_S:
+                        await self._sleep_unless_revoked(delay)
+                        continue
+                    await self._claim_due()
+                await self._release_local_slots()
+                # No await between this check and returning: a new waiter either is seen
+                # here or finds this task done and starts another.
+                if not self._waiting():
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the store failed: every waiter hears it, the next acquire retries
+            self._fail_waiters(_as_pacer_error(error))
+            self._slots.clear()
+
+    async def _reserve(self) -> None:
+        async with self._store_lock:
+            await self._flush_locked()
+            reservation = await self._store.reserve(self._params, self._ahead())
+        base = self._clock()
+        self._factor = reservation.factor
+        self._slots.extend(_LocalSlot(slot.ticket, base + slot.wait_s) for slot in reservation.slots)
+
+    async def _claim_due(self) -> None:
+        now = self._clock()
+        due: list[_LocalSlot] = []
+        while self._slots and self._slots[0].due - now <= _DUE_TOLERANCE_S:
+            due.append(self._slots.popleft())
+        async with self._store_lock:
+            await self._flush_locked()
+            valid = await self._store.claim([slot.ticket for slot in due])
+        if len(valid) < len(due):
+            # Revoked by a throttle or pause somewhere: later local slots went with them.
+            self._slots.clear()
+        for slot in due:
+            if slot.ticket in valid:
+                self._grant()
+
+    def _grant(self) -> None:
+        """Hand one admission to the waiter the poll policy picks (stride scheduling)."""
+        waiting = [c for c in RequestClass if self._live_waiters(c)]
+        if not waiting:
+            return  # everyone gave up: the slot goes unused
+        chosen = waiting[0] if len(waiting) == 1 else min(waiting, key=self._stride_key)
+        weight = self._weights[chosen]
+        if weight > 0:
+            self._passes[chosen] += 1.0 / weight
+        # An idle class must not bank credit while the other uses the budget.
+        for other in RequestClass:
+            if other is not chosen and other not in waiting:
+                self._passes[other] = max(self._passes[other], self._passes[chosen])
+        self._live_waiters(chosen).popleft().set_result(None)
+        self.granted_by_class[chosen] += 1
+
+    def _stride_key(self, request_class: RequestClass) -> tuple[float, bool]:
+        pass_value = self._passes[request_class] if self._weights[request_class] > 0 else math.inf
+        return pass_value, request_class is not RequestClass.SUBMIT  # ties go to submits
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        for queue in self._waiters.values():
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_exception(error)
+
+    async def _sleep_unless_revoked(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        wakeup: asyncio.Future[None] = loop.create_future()
+        self._wakeup = wakeup
+        handle = loop.call_later(delay, _resolve, wakeup)
+        try:
+            await wakeup
+        finally:
+            handle.cancel()
+            self._wakeup = None
+
+    def _revoke_local_slots(self) -> None:
+        self._slots.clear()
+        if self._wakeup is not None:
+            _resolve(self._wakeup)
+
+    async def _release_local_slots(self) -> None:
+        if not self._slots:
+            return
+        tickets = [slot.ticket for slot in self._slots]
+        self._slots.clear()
+        async with self._store_lock:
+            await self._store.release(tickets)
+
+    # --- reports ------------------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # written by the next dispatch
+        self._flusher = loop.create_task(self._flush(), name="stemcat-pacing-report")
+
+    async def _flush(self) -> None:
+        try:
+            async with self._store_lock:
+                await self._flush_locked()
+        except Exception as error:  # kept pending; the next dispatch tries again
+            logger.warning("could not write to the rate store: %s", error)
+
+    async def _flush_locked(self) -> None:
+        if not self._reports:
+            return
+        reports = self._reports.take()
+        try:
+            state: PacingState | None = None
+            for retry_after in reports.throttles:
+                state = await self._store.throttle(self._params, retry_after)
+            if reports.pause_s is not None:
+                state = await self._store.pause(reports.pause_s)
+            if reports.successes:
+                state = await self._store.recover(self._params, reports.successes)
+        except BaseException:
+            self._reports.put_back(reports)
+            raise
+        if state is not None:
+            self._factor = state.factor
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _as_pacer_error(error: Exception) -> Exception:
+    if isinstance(error, PacerUnavailable):
+        return error
+    return PacerUnavailable(f"rate store failed: {type(error).__name__}: {error}")
+
+
+# --- choosing a store ------------------------------------------------------------------------
+
+
+def default_state_dir() -> Path:
+    """`$XDG_STATE_HOME/stemcat`, or `~/.local/state/stemcat`."""
+    base = os.environ.get(STATE_DIR_ENV) or str(Path.home() / ".local" / "state")
+    return Path(base) / "stemcat"
+
+
+def default_store_path(base_url: str, api_key: str) -> Path:
+    """The per-key SQLite budget every run on this host shares by default."""
+    return default_state_dir() / f"rate-{budget_id(base_url, api_key)}.sqlite"
+
+
+def open_admission_store(spec: str | None, *, base_url: str, api_key: str) -> AdmissionStore:
+    """The store a `rate_store` setting names.
+
+    None: the per-key SQLite file (`default_store_path`); ``memory``: this process only;
+    ``http(s)://host:port``: a pacer service (`python -m suno_client.pacer_service`);
+    ``sqlite:///path`` or a plain path: that SQLite file.
+    """
+    from suno_client.admission_http import HttpAdmissionStore
+    from suno_client.admission_sqlite import SqliteAdmissionStore
+
+    if spec is None or not spec.strip():
+        return SqliteAdmissionStore(default_store_path(base_url, api_key))
+    value = spec.strip()
+    if value == MEMORY_STORE:
+        return MemoryAdmissionStore()
+    scheme = urlsplit(value).scheme.lower()
+    if scheme in ("http", "https"):
+        return HttpAdmissionStore(value, budget_id(base_url, api_key))
+    if scheme == "sqlite":
+        return SqliteAdmissionStore(Path(value.removeprefix("sqlite://")))
+    if scheme and len(scheme) > 1:
+        raise ValueError(f"unknown rate store {value!r}: use memory, a path, sqlite:///path or http://host:port")
+    return SqliteAdmissionStore(Path(value).expanduser())

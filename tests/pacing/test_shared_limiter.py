@@ -1,0 +1,183 @@
+"""`SharedLimiter` in one process: exact windows, the poll policy, whole-run slow-down, store failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from suno_client.admission import PacingParams, PacingState, Reservation
+from suno_client.admission_sqlite import SqliteAdmissionStore
+from suno_client.shared_pacing import (
+    AdmissionStore,
+    MemoryAdmissionStore,
+    PacerUnavailable,
+    RequestClass,
+    SharedLimiter,
+    polling,
+)
+
+from .conftest import busiest_window
+
+LIMIT = 10
+WINDOW = 0.5
+
+
+async def admit_all(limiter: SharedLimiter, n: int, *, poll: bool = False) -> list[float]:
+    times: list[float] = []
+
+    async def one() -> None:
+        if poll:
+            with polling():
+                await limiter.acquire()
+        else:
+            await limiter.acquire()
+        times.append(time.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return times
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
+async def test_bursts_are_smoothed_and_no_window_exceeds_the_limit(store_kind: str, tmp_path: Path) -> None:
+    store: AdmissionStore = MemoryAdmissionStore() if store_kind == "memory" else SqliteAdmissionStore(tmp_path / "r")
+    limiter = SharedLimiter(store, LIMIT, WINDOW, safety=0.1)
+    times = await admit_all(limiter, 25)
+    times += await admit_all(limiter, 5)  # a second burst right after the first
+    await limiter.aclose()
+    assert busiest_window(times, WINDOW) <= LIMIT
+    rate = (len(times) - 1) / (max(times) - min(times))
+    assert 0.8 * LIMIT / WINDOW <= rate <= LIMIT / WINDOW
+    assert limiter.admitted == 30
+
+
+async def test_polls_get_their_share_while_submits_wait_and_everything_when_alone() -> None:
+    limiter = SharedLimiter(MemoryAdmissionStore(), 200, 1.0, poll_share=0.25)
+    order: list[RequestClass] = []
+
+    async def one(kind: RequestClass) -> None:
+        if kind is RequestClass.POLL:
+            with polling():
+                await limiter.acquire()
+        else:
+            await limiter.acquire()
+        order.append(kind)
+
+    await asyncio.gather(*(one(RequestClass.POLL) for _ in range(60)), *(one(RequestClass.SUBMIT) for _ in range(60)))
+    contended = order[:60]  # both kinds were waiting throughout
+    polls = contended.count(RequestClass.POLL)
+    assert 12 <= polls <= 18  # about a quarter
+    assert order[-10:] == [RequestClass.POLL] * 10  # once submits are done, polls take the whole budget
+    assert limiter.granted_by_class == {RequestClass.SUBMIT: 60, RequestClass.POLL: 60}
+    await limiter.aclose()
+
+
+async def test_zero_poll_share_serves_submits_first() -> None:
+    limiter = SharedLimiter(MemoryAdmissionStore(), 500, 1.0, poll_share=0.0)
+    order: list[str] = []
+
+    async def poll() -> None:
+        with polling():
+            await limiter.acquire()
+        order.append("poll")
+
+    async def submit() -> None:
+        await limiter.acquire()
+        order.append("submit")
+
+    await asyncio.gather(*(poll() for _ in range(5)), *(submit() for _ in range(5)))
+    assert order[1:6].count("submit") >= 4  # the very first slot may go out before submits queue
+    await limiter.aclose()
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
+async def test_throttle_slows_every_waiter_and_honours_retry_after(store_kind: str, tmp_path: Path) -> None:
+    store: AdmissionStore = MemoryAdmissionStore() if store_kind == "memory" else SqliteAdmissionStore(tmp_path / "r")
+    limiter = SharedLimiter(store, 20, 1.0)
+    await admit_all(limiter, 3)
+    throttled_at = time.monotonic()
+    limiter.throttled(0.4)
+    times = await admit_all(limiter, 6)
+    assert min(times) - throttled_at >= 0.38
+    gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
+    assert min(gaps) >= 0.9 * 2 * 1.02 / 20  # half the rate
+    assert limiter.current_rate == pytest.approx(20 / 1.02 / 2, rel=0.2)
+    assert limiter.throttle_count == 1
+    await limiter.aclose()
+
+
+async def test_pause_holds_every_request_then_resumes() -> None:
+    limiter = SharedLimiter(MemoryAdmissionStore(), 50, 1.0)
+    await admit_all(limiter, 1)
+    paused_at = time.monotonic()
+    limiter.paused(0.3)
+    times = await admit_all(limiter, 3)
+    assert min(times) - paused_at >= 0.28
+    assert limiter.pause_count == 1
+    await limiter.aclose()
+
+
+async def test_successes_recover_the_rate_step_by_step() -> None:
+    limiter = SharedLimiter(MemoryAdmissionStore(), 100, 1.0)
+    limiter.throttled(None)
+    await admit_all(limiter, 1)
+    slow = limiter.current_rate
+    for _ in range(4):
+        limiter.succeeded()
+    await asyncio.sleep(0.01)  # the recovery is written by a background task
+    await admit_all(limiter, 1)
+    assert slow < limiter.current_rate < limiter.nominal_rate / 1.02 + 1e-9
+    await limiter.aclose()
+
+
+async def test_cancelled_waiters_do_not_block_the_queue() -> None:
+    limiter = SharedLimiter(MemoryAdmissionStore(), 5, 1.0)
+    await admit_all(limiter, 1)
+    doomed = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    for task in doomed:
+        task.cancel()
+    started = time.monotonic()
+    await asyncio.wait_for(limiter.acquire(), timeout=1.0)
+    assert time.monotonic() - started < 0.5  # the next slot, not three slots later
+    await limiter.aclose()
+
+
+class BrokenStore(MemoryAdmissionStore):
+    async def reserve(self, params: PacingParams, count: int) -> Reservation:
+        raise OSError("disk on fire")
+
+
+async def test_a_failing_store_fails_the_waiters_with_a_not_sent_error() -> None:
+    limiter = SharedLimiter(BrokenStore(), 5, 1.0)
+    with pytest.raises(PacerUnavailable) as caught:
+        await limiter.acquire()
+    assert caught.value.request_sent is False  # the client may safely retry even a paid submit
+    await limiter.aclose()
+
+
+class CountingStore(MemoryAdmissionStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.recoveries = 0
+
+    async def recover(self, params: PacingParams, successes: int) -> PacingState:
+        self.recoveries += 1
+        return await super().recover(params, successes)
+
+    async def claim(self, tickets: Sequence[int]) -> set[int]:
+        return await super().claim(tickets)
+
+
+async def test_success_at_full_rate_writes_nothing_to_the_store() -> None:
+    store = CountingStore()
+    limiter = SharedLimiter(store, 100, 1.0)
+    await admit_all(limiter, 3)
+    for _ in range(10):
+        limiter.succeeded()
+    await asyncio.sleep(0.01)
+    assert store.recoveries == 0
+    await limiter.aclose()
