@@ -42,6 +42,8 @@ class KillReport:
     jobs: int = 0
     unknown_intents: int = 0
     unknown_but_charged: int = 0
+    settled_by_callback: int = 0
+    killed_runs_left_running: int = 0
     stems_checked: int = 0
     stems_bad: list[str] = field(default_factory=list)
     duplicate_rows: int = 0
@@ -101,6 +103,9 @@ def _audit(report: KillReport, sim, data_dir: Path, manifest_keys: set[tuple[str
         "SELECT count(*) - count(DISTINCT (job_id, stem)) FROM stems",
         "SELECT count(*) - count(DISTINCT audio_id) FROM tracks",
     ))
+    for (summary,) in con.execute("SELECT summary FROM runs WHERE summary IS NOT NULL").fetchall():
+        report.settled_by_callback += json.loads(summary).get("reconciled", {}).get("matched_by_callback", 0)
+    report.killed_runs_left_running = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
     report.dangling_rows = sum(con.execute(q).fetchone()[0] for q in (
         "SELECT count(*) FROM stems s ANTI JOIN jobs j USING (job_id)",
         "SELECT count(*) FROM jobs j ANTI JOIN tracks t USING (audio_id)",
