@@ -1,0 +1,38 @@
+"""What an export run reports back (to the CLI and as the flow's return value)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tasks.export.records import Refusal
+
+EXIT_OK = 0
+EXIT_REFUSED = 1  # some tracks or shards were refused: see `refused`
+EXIT_BAD_SETTINGS = 2
+
+
+class ExportSummary(BaseModel):
+    """Counts of one export run over one output directory."""
+
+    out_dir: str
+    data_dir: str
+    tracks_total: int = 0
+    added: int = 0
+    rewritten: int = 0
+    already_exported: int = 0
+    refused: list[Refusal] = Field(default_factory=list)
+    excluded: dict[str, int] = Field(default_factory=dict)
+    silent_stems_left_out: int = 0
+    notes: list[str] = Field(default_factory=list)
+    files_written: int = 0
+    bytes_written: int = 0
+    shards_written: int = 0
+    shard_bytes_written: int = 0
+    credits_by_type: dict[str, int] = Field(default_factory=dict)
+    metadata: str | None = None
+    datasheet: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REFUSED if self.refused else EXIT_OK
