@@ -22,11 +22,11 @@ from prefect import flow, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from catalog import Ledger
+from catalog import Ledger, RejectRow
 from flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
 from stemcat.settings import load_settings
 from suno_client import SunoClient, SunoError
-from tasks.callbacks import CallbackReceiver, load_secret
+from tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
 from tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
 from tasks.downloads import download_batch
 from tasks.limits import make_limiter
@@ -85,9 +85,7 @@ async def plan_manifest(ctx: RunContext, manifest: Path, summary: RunSummary) ->
     return plan
 
 
-def _reject_rows(ctx: RunContext, manifest: str, rows: list[dict[str, object]]) -> list:
-    from catalog import RejectRow
-
+def _reject_rows(ctx: RunContext, manifest: str, rows: list[dict[str, object]]) -> list[RejectRow]:
     now = time.time()
     return [RejectRow(run_id=ctx.run_id, manifest=manifest, line=int(r["line"]), reason=str(r["reason"]),
                       raw=str(r["raw"]), at=now) for r in rows]
@@ -180,11 +178,8 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
     try:
         with RunLock(options.data_dir, run_id):
             async with SunoClient(base_url=options.base_url, limiter=limiter) as client:
-                if options.callback_url:
-                    callback_base = options.callback_url
-                    from tasks.callbacks import CallbackHub
-
-                    hub = CallbackHub()
+                if options.callback_url:  # a long-lived receiver elsewhere stores callbacks in the ledger
+                    callback_base, hub = options.callback_url, CallbackHub()
                 else:
                     receiver = CallbackReceiver(ledger, secret).start()
                     callback_base, hub = receiver.base_url, receiver.hub

@@ -106,6 +106,10 @@ def run(
         callback_url=callback_url or settings.callback_url,
         rate_store=rate_store or settings.rate_store,
     )
+    if not (settings.api_key and settings.api_key.get_secret_value().strip()):
+        err_console.print("[red]SUNO_API_KEY is not set.[/red] Export your key (it is only ever sent in the "
+                          "Authorization header), or try `make demo`, which runs against the local simulator.")
+        raise typer.Exit(2)
     raise typer.Exit(run_flow(params, verbose=verbose))
 
 

@@ -87,6 +87,16 @@ def summary_table(summary: dict[str, Any]) -> Table:
     skipped = {k: v for k, v in counts.items() if k.startswith("skip_") or k in ("deferred", "claimed_elsewhere")}
     if skipped:
         rows.append(("skipped", ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items()))))
+    attention = []
+    if counts.get("unknown"):
+        attention.append(f"{counts['unknown']} submit(s) of unknown outcome (maybe charged; --resubmit-unknown pays again)")
+    if counts.get("expired"):
+        attention.append(f"{counts['expired']} job(s) expired: re-separating costs {counts.get('expired_credits', 0)} "
+                         "credits (--resubmit-expired)")
+    for state, cost in sorted(plan.get("skipped_cost", {}).items()):
+        attention.append(f"skipped {state}: re-separating costs {cost} credits (--resubmit-{state})")
+    if attention:
+        rows.append(("needs a decision", "\n".join(attention)))
     if summary.get("stop_reason"):
         rows.append(("stopped submitting", summary["stop_reason"]))
     if summary.get("error"):

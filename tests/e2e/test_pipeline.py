@@ -106,3 +106,36 @@ def test_timed_out_job_stays_submitted_and_is_polled_not_paid_next_run(render_ca
         second = run_flow(manifest, data_dir, sim.base_url, job_timeout_s=30)
         assert second["exit_code"] == 0 and second["counts"].get("submitted", 0) == 0
         assert len(sim.ledger()) == 2
+
+
+def test_each_run_publishes_its_summary_as_prefect_artifacts(sim, tmp_path):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    manifest = make_tracks_manifest(sim, 2, tmp_path / "m.csv", types=("separate_vocal", "split_stem"))
+    summary = run_flow(manifest, tmp_path / "data", sim.base_url)
+
+    async def latest(key):
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return found
+
+    markdown = asyncio.run(latest("stemcat-run-summary"))
+    assert any(summary["run_id"] in (a.data or "") for a in markdown)
+    table = asyncio.run(latest("stemcat-run-credits"))
+    assert table and "split_stem" in str(table[-1].data)
+
+
+def test_missing_api_key_is_a_clear_configuration_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("task_id,audio_id\nt1,a1\n")
+    env = {k: v for k, v in os.environ.items() if k != "SUNO_API_KEY"}
+    done = subprocess.run([sys.executable, "-m", "stemcat", "run", str(manifest), "--data-dir", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "SUNO_API_KEY is not set" in done.stderr
