@@ -51,10 +51,12 @@ from catalog.errors import (
 from catalog.ledger import Ledger, SnapshotReader
 from catalog.models import (
     Job,
+    JobQualityRow,
     JobStatus,
     RejectRow,
     RunStatus,
     SpendEvent,
+    StemQualityRow,
     StemRow,
     StemStatus,
     TrackRow,
@@ -69,6 +71,7 @@ __all__ = [
     "CatalogError",
     "InvalidTransitionError",
     "Job",
+    "JobQualityRow",
     "JobStatus",
     "Ledger",
     "LedgerClosedError",
@@ -76,6 +79,7 @@ __all__ = [
     "RunStatus",
     "SnapshotReader",
     "SpendEvent",
+    "StemQualityRow",
     "StemRow",
     "StemStatus",
     "TrackRow",

@@ -11,10 +11,11 @@ import contextlib
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from catalog.atomic_files import replacing, sweep_stale_temps
 from catalog.paths import duckdb_path, parquet_path
-from catalog.schema import CATALOG_TABLES, arrow_schema
+from catalog.schema import CATALOG_TABLES, TABLES, ColumnKind, arrow_schema
 from catalog.snapshots import ensure_snapshot_files
 from catalog.views import REPORT_VIEWS
 
@@ -31,10 +32,29 @@ def _string_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+_DUCKDB_TYPES: dict[ColumnKind, str] = {
+    "text": "VARCHAR",
+    "integer": "BIGINT",
+    "real": "DOUBLE",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "bool": "BOOLEAN",
+}
+
+
+def _missing_column_list(table: str, source: Path) -> str:
+    """``, NULL AS col`` for each declared column an older snapshot lacks (until the next snapshot)."""
+    present = set(pq.read_schema(source).names)
+    return "".join(
+        f", CAST(NULL AS {_DUCKDB_TYPES[column.kind]}) AS {_identifier(column.name)}"
+        for column in TABLES[table].export_columns
+        if column.name not in present
+    )
+
+
 def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, source: Path) -> None:
     con.execute(
         f"CREATE OR REPLACE VIEW {_identifier(table)} AS"
-        f" SELECT * FROM read_parquet({_string_literal(str(source.resolve()))})"
+        f" SELECT *{_missing_column_list(table, source)} FROM read_parquet({_string_literal(str(source.resolve()))})"
     )
 
 

@@ -25,6 +25,8 @@ def to_json_object_text(value: str | JsonObject | None, *, what: str) -> str | N
             decoded = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{what} is not valid JSON: {exc}") from exc
+        if decoded is None:
+            return None
         if not isinstance(decoded, dict):
             raise ValueError(f"{what} must be a JSON object, got {type(decoded).__name__}")
         return value

@@ -29,10 +29,12 @@ from catalog.errors import (
 from catalog.jsoncols import redact_secrets, to_json_object_text
 from catalog.models import (
     Job,
+    JobQualityRow,
     JobStatus,
     RejectRow,
     RunStatus,
     SpendEvent,
+    StemQualityRow,
     StemRow,
     StemStatus,
     TrackRow,
@@ -65,6 +67,7 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 def _job_from_row(row: sqlite3.Row) -> Job:
     values = dict(zip(row.keys(), row, strict=True))
     values["status"] = JobStatus(values["status"])
+    values["low_snr"] = None if values["low_snr"] is None else bool(values["low_snr"])
     return Job(**values)
 
 
@@ -614,16 +617,84 @@ class Ledger:
         lufs: float | None,
         clipped_fraction: float | None,
         silent: bool | None,
+        duration_diff_s: float | None = None,
     ) -> None:
         """Store the analysis of a downloaded stem."""
+        quality = StemQualityRow(
+            stem=stem, peak_dbfs=peak_dbfs, rms_dbfs=rms_dbfs, lufs=lufs, clipped_fraction=clipped_fraction,
+            silent=silent, duration_diff_s=duration_diff_s,
+        )
         with self._write() as con:
-            cursor = con.execute(
-                "UPDATE stems SET peak_dbfs = ?, rms_dbfs = ?, lufs = ?, clipped_fraction = ?, silent = ?"
-                " WHERE job_id = ? AND stem = ?",
-                (peak_dbfs, rms_dbfs, lufs, clipped_fraction, None if silent is None else int(silent), job_id, stem),
-            )
-            if cursor.rowcount == 0:
-                raise UnknownJobError(job_id, stem)
+            self._update_stem_quality(con, job_id, quality)
+
+    def update_job_quality(
+        self,
+        job_id: str,
+        *,
+        reconstruction_snr_db: float | None,
+        mix_path: str | None,
+        mix_duration_s: float | None,
+        low_snr: bool | None,
+        analysis_error: str | None = None,
+    ) -> None:
+        """Store how well a job's stems add back up to its mix (``mix_path`` relative to DATA_DIR)."""
+        quality = JobQualityRow(
+            reconstruction_snr_db=reconstruction_snr_db, mix_path=mix_path, mix_duration_s=mix_duration_s,
+            low_snr=low_snr, analysis_error=analysis_error,
+        )
+        with self._write() as con:
+            self._update_job_quality(con, job_id, quality)
+
+    def record_analysis(self, job_id: str, job: JobQualityRow, stems: Iterable[StemQualityRow]) -> None:
+        """Store a whole analysis (the job's row and each analysed stem) in one transaction."""
+        with self._write() as con:
+            for quality in stems:
+                self._update_stem_quality(con, job_id, quality)
+            self._update_job_quality(con, job_id, job)
+
+    def jobs_to_analyze(self, *, include_analyzed: bool = False, limit: int | None = None) -> list[str]:
+        """Downloaded jobs whose stems have not been analysed yet (or all of them), oldest first."""
+        sql = "SELECT job_id FROM jobs WHERE status = 'downloaded'"
+        if not include_analyzed:
+            sql += " AND analyzed_at IS NULL"
+        sql += " ORDER BY created_at, job_id"
+        params: tuple[int, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (int(limit),)
+        with self._read() as con:
+            return [row[0] for row in con.execute(sql, params).fetchall()]
+
+    def track(self, audio_id: str) -> TrackRow | None:
+        """One track by its audio id, or None."""
+        with self._read() as con:
+            row = con.execute(
+                f"SELECT {', '.join(TRACKS.column_names)} FROM tracks WHERE audio_id = ?", (audio_id,)
+            ).fetchone()
+        return None if row is None else TrackRow(**dict(zip(row.keys(), row, strict=True)))
+
+    def _update_stem_quality(self, con: sqlite3.Connection, job_id: str, quality: StemQualityRow) -> None:
+        silent = None if quality.silent is None else int(quality.silent)
+        cursor = con.execute(
+            "UPDATE stems SET peak_dbfs = ?, rms_dbfs = ?, lufs = ?, clipped_fraction = ?, silent = ?,"
+            " duration_diff_s = ? WHERE job_id = ? AND stem = ?",
+            (quality.peak_dbfs, quality.rms_dbfs, quality.lufs, quality.clipped_fraction, silent,
+             quality.duration_diff_s, job_id, quality.stem),
+        )
+        if cursor.rowcount == 0:
+            raise UnknownJobError(job_id, quality.stem)
+
+    def _update_job_quality(self, con: sqlite3.Connection, job_id: str, quality: JobQualityRow) -> None:
+        mix_path = None if quality.mix_path is None else _relative_data_path(quality.mix_path)
+        low_snr = None if quality.low_snr is None else int(quality.low_snr)
+        cursor = con.execute(
+            "UPDATE jobs SET reconstruction_snr_db = ?, mix_path = ?, mix_duration_s = ?, low_snr = ?,"
+            " analyzed_at = ?, analysis_error = ? WHERE job_id = ?",
+            (quality.reconstruction_snr_db, mix_path, quality.mix_duration_s, low_snr, self._clock(),
+             quality.analysis_error, job_id),
+        )
+        if cursor.rowcount == 0:
+            raise UnknownJobError(job_id)
 
     # -- callbacks and spend ----------------------------------------------------------------
 

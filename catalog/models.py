@@ -80,6 +80,12 @@ class Job:
     poll_count: int
     next_poll_at: float | None
     origin_url: str | None
+    reconstruction_snr_db: float | None = None
+    mix_path: str | None = None
+    mix_duration_s: float | None = None
+    low_snr: bool | None = None
+    analyzed_at: float | None = None
+    analysis_error: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -112,12 +118,37 @@ class StemRow:
     lufs: float | None = None
     clipped_fraction: float | None = None
     silent: bool | None = None
+    duration_diff_s: float | None = None
 
     def __repr__(self) -> str:
         shown = ", ".join(
             f"{item.name}={getattr(self, item.name)!r}" for item in fields(self) if item.name != "url"
         )
         return f"StemRow({shown}, url=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StemQualityRow:
+    """The analysis of one downloaded stem, as stored in its ``stems`` row."""
+
+    stem: str
+    peak_dbfs: float | None
+    rms_dbfs: float | None
+    lufs: float | None
+    clipped_fraction: float | None
+    silent: bool | None
+    duration_diff_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobQualityRow:
+    """The analysis of one job's stem set against its mix, as stored in its ``jobs`` row."""
+
+    reconstruction_snr_db: float | None
+    mix_path: str | None
+    mix_duration_s: float | None
+    low_snr: bool | None
+    analysis_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

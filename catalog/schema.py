@@ -19,7 +19,7 @@ from catalog.models import JobStatus, RunStatus, SpendEvent, StemStatus
 
 ColumnKind = Literal["text", "integer", "real", "timestamp", "bool"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: quality analysis columns (added to an older ledger by ALTER TABLE)
 
 # SQLite function the ledger registers on its export connections (see catalog.jsoncols.mask_urls_in_json_text).
 MASK_URLS_SQL_FUNCTION = "stemcat_mask_urls"
@@ -191,6 +191,13 @@ JOBS = Table(
         Column("poll_count", "integer", "How many times the status was polled.", True),
         Column("next_poll_at", "timestamp", "When the status should next be polled."),
         Column("origin_url", "text", "URL of the source mix the API separated, if reported."),
+        Column("reconstruction_snr_db", "real",
+               "How well the stems add back up to the mix, dB: 10·log10(mix energy / residual energy)."),
+        Column("mix_path", "text", "Downloaded mix, relative to the data directory (NULL until fetched)."),
+        Column("mix_duration_s", "real", "Decoded duration of the mix in seconds."),
+        Column("low_snr", "bool", "True when reconstruction_snr_db is below the analysis's min_snr_db."),
+        Column("analyzed_at", "timestamp", "When the stems were last analysed."),
+        Column("analysis_error", "text", "Why the last analysis was incomplete (e.g. no mix), if it was."),
     ),
     constraints=("UNIQUE (audio_id, separation_type, attempt)",),
     indexes=(("status",), ("run_id",), ("remote_task_id",)),
@@ -215,11 +222,12 @@ STEMS = Table(
         Column("channels", "integer", "Number of audio channels."),
         Column("downloaded_at", "timestamp", "When the file was downloaded and verified."),
         Column("error", "text", "Last download or analysis error, if any."),
-        Column("peak_dbfs", "real", "Sample peak in dBFS (NULL until analysed)."),
-        Column("rms_dbfs", "real", "RMS level in dBFS (NULL until analysed)."),
-        Column("lufs", "real", "Integrated loudness in LUFS (NULL until analysed)."),
-        Column("clipped_fraction", "real", "Fraction of samples at full scale (NULL until analysed)."),
-        Column("silent", "bool", "True when the stem is effectively silent (NULL until analysed)."),
+        Column("peak_dbfs", "real", "Sample peak in dBFS, floored at -120 (NULL until analysed)."),
+        Column("rms_dbfs", "real", "RMS level over all channels in dBFS, floored at -120 (NULL until analysed)."),
+        Column("lufs", "real", "Integrated loudness (ITU-R BS.1770-4), LUFS; -70 when all below the absolute gate."),
+        Column("clipped_fraction", "real", "Fraction of samples at full scale, |x| >= 0.999 (NULL until analysed)."),
+        Column("silent", "bool", "True when the peak is below the silence threshold (NULL until analysed)."),
+        Column("duration_diff_s", "real", "Stem duration minus mix duration, seconds (NULL without a mix)."),
     ),
     constraints=("PRIMARY KEY (job_id, stem)",),
     indexes=(("audio_id",), ("status",)),

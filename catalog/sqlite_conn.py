@@ -11,6 +11,7 @@ from pathlib import Path
 
 from catalog.errors import CatalogError
 from catalog.jsoncols import mask_urls_in_json_text
+from catalog.migrations import add_missing_columns
 from catalog.schema import MASK_URLS_SQL_FUNCTION, SCHEMA_VERSION, sqlite_ddl
 
 DEFAULT_BUSY_TIMEOUT_S = 60.0
@@ -52,7 +53,7 @@ def _enable_wal(con: sqlite3.Connection, path: Path, timeout_s: float) -> None:
 
 
 def ensure_schema(con: sqlite3.Connection) -> None:
-    """Create the tables once; refuse a ledger written by a newer stemcat."""
+    """Create the tables once, add columns an older ledger lacks; refuse a ledger written by a newer stemcat."""
     # Opening an up-to-date ledger takes no write lock, so it never waits behind a running writer.
     if con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
         return
@@ -62,6 +63,8 @@ def ensure_schema(con: sqlite3.Connection) -> None:
             raise CatalogError(
                 f"ledger schema version {version} is newer than this stemcat ({SCHEMA_VERSION}); upgrade stemcat"
             )
+        # Columns first: a new index may name a new column.
+        add_missing_columns(con)
         for statement in sqlite_ddl():
             con.execute(statement)
         if version < SCHEMA_VERSION:

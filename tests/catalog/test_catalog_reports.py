@@ -62,7 +62,7 @@ def test_spend_by_type_and_run(con: duckdb.DuckDBPyConnection) -> None:
         ("r2", 6, -7, -1),
     ]
     with pytest.raises(ValueError):
-        spend_report(con, "week")  # type: ignore[arg-type]
+        spend_report(con, "month")  # type: ignore[arg-type]
 
 
 def test_stems_summary(con: duckdb.DuckDBPyConnection) -> None:
