@@ -133,5 +133,5 @@ class ShardRecord(BaseModel):
     index: int
     bytes: int
     sha256: str
-    keys: tuple[str, ...]
+    track_keys: tuple[str, ...]  # not `keys`: Prefect would take a model with .keys for a mapping
     members: int

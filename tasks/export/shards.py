@@ -119,7 +119,7 @@ def write_shard(out_dir: Path, split: str, index: int, samples: Iterable[tuple[E
                     archive.addfile(info, io.BytesIO(member.data or b""))
                 count += 1
     return ShardRecord(path=relative.as_posix(), split=split, index=index, bytes=final.stat().st_size,
-                       sha256=sha256_file(final), keys=tuple(keys), members=count)
+                       sha256=sha256_file(final), track_keys=tuple(keys), members=count)
 
 
 def next_index(records: Iterable[ShardRecord], split: str) -> int:

@@ -73,7 +73,7 @@ class ExportState(BaseModel):
 
     def mark_sharded(self, record: ShardRecord) -> None:
         self.shards.append(record)
-        for key in record.keys:
+        for key in record.track_keys:
             self.tracks[key] = self.tracks[key].model_copy(update={"shard": record.path})
 
 

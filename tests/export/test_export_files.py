@@ -186,7 +186,7 @@ def test_shards_follow_the_webdataset_convention_and_match_the_layout(catalog, t
     for record in state.shards:
         path = out / record.path
         assert path.stat().st_size == record.bytes
-        assert record.bytes <= 0.05 * 1024 * 1024 or len(record.keys) == 1
+        assert record.bytes <= 0.05 * 1024 * 1024 or len(record.track_keys) == 1
         with tarfile.open(path) as archive:
             names = archive.getnames()
             assert len(names) == record.members

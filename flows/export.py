@@ -1,0 +1,162 @@
+"""The export flow: catalog in, a MUSDB-like stem dataset (and optional WebDataset shards) out.
+
+select (one read of the catalog) → write tracks in batches (parallel, sources verified) →
+write shards → write metadata.parquet and the datasheet. The export manifest
+``OUT/.stemcat-export.json`` is updated after every batch and shard, here in the flow only,
+so a re-run (or a run after a crash) writes just what is missing and moves nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from prefect import flow
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from stemcat.settings import load_settings
+from tasks.export.audio import AudioTarget
+from tasks.export.datasheet import command_for
+from tasks.export.options import ExportOptions, ExportSettingsError, build_options, settings_differences
+from tasks.export.plan import OutputSpec, TrackPlan
+from tasks.export.records import Candidate
+from tasks.export.splits import SplitRequest, assign_splits
+from tasks.export.state import (
+    ExportRun,
+    ExportState,
+    export_lock,
+    load_state,
+    missing_files,
+    new_state,
+    save_state,
+)
+from tasks.export.steps import BatchResult, plan_shards, select_tracks, write_outputs, write_shard_task, write_tracks
+from tasks.export.summary import ExportSummary
+
+log = logging.getLogger(__name__)
+
+# Audio decoding and encoding release the GIL; the machine this was sized on has 2 cores.
+EXPORT_WORKERS = 2
+MIB = 1024 * 1024
+
+
+def open_state(out_dir: Path, options: ExportOptions) -> ExportState:
+    """The directory's export manifest, or a new one; refuses settings that differ from the recorded ones."""
+    state = load_state(out_dir)
+    if state is None:
+        return new_state(options.fingerprint())
+    differences = settings_differences(state.settings, options.fingerprint())
+    if differences:
+        raise ExportSettingsError(
+            f"{out_dir} was exported with other settings ({'; '.join(differences)}); "
+            "re-run with the same options to add tracks, or export into a new directory"
+        )
+    return state
+
+
+def _plans(
+    state: ExportState, options: ExportOptions, screening_to_write: list[tuple[Candidate, tuple[OutputSpec, ...]]],
+    notes: list[str],
+) -> list[TrackPlan]:
+    requests = [SplitRequest(c.key, c.info.task_id, c.info.pinned_split)
+                for c, _ in screening_to_write if c.key not in state.tracks]
+    assignment = assign_splits(requests, options.ratios, state.task_splits())
+    notes.extend(assignment.notes)
+    plans = []
+    for candidate, outputs in screening_to_write:
+        earlier = state.tracks.get(candidate.key)
+        split = earlier.split if earlier is not None else assignment.splits[candidate.key]
+        plans.append(TrackPlan(candidate=candidate, split=split, outputs=outputs))
+    return plans
+
+
+def _merge(state: ExportState, result: BatchResult, run: ExportRun, summary: ExportSummary) -> None:
+    for track in result.written:
+        earlier = state.tracks.get(track.key)
+        if earlier is not None:
+            run.rewritten += 1
+            track = track.model_copy(update={"shard": earlier.shard})  # its shard already holds it
+        else:
+            run.added += 1
+        state.add(track)
+        summary.files_written += len(track.files)
+        summary.bytes_written += sum(f.bytes for f in track.files)
+    run.refused.extend(result.refused)
+
+
+def run_export(out_dir: Path, data_dir: Path, options: ExportOptions, batch_size: int, command: str) -> ExportSummary:
+    """The flow's body: must run inside a flow (it submits tasks)."""
+    started = time.monotonic()
+    summary = ExportSummary(out_dir=str(out_dir), data_dir=str(data_dir))
+    with export_lock(out_dir):
+        state = open_state(out_dir, options)
+        redo = frozenset(key for key, track in state.tracks.items() if missing_files(out_dir, track))
+        screening = select_tracks(data_dir, options, state.exported_jobs(), redo)
+        state.refresh(screening.refreshed)
+        run = ExportRun(started_at=time.time(), command=command, excluded=dict(screening.excluded))
+        state.runs.append(run)
+        plans = _plans(state, options, screening.to_write, run.notes)
+        target = AudioTarget(options.format, options.sample_rate, options.channels)
+        futures = [write_tracks.submit(plans[i:i + batch_size], data_dir, out_dir, target)
+                   for i in range(0, len(plans), batch_size)]
+        for future in as_completed(futures):
+            _merge(state, future.result(), run, summary)
+            save_state(out_dir, state)
+        if options.shards:
+            for job in plan_shards(state, out_dir, int(options.shard_size_mb * MIB)):
+                shard = write_shard_task(job, out_dir)
+                run.refused.extend(shard.refused)
+                if shard.record is not None:
+                    state.mark_sharded(shard.record)
+                    summary.shards_written += 1
+                    summary.shard_bytes_written += shard.record.bytes
+                save_state(out_dir, state)
+        run.finished_at = time.time()
+        save_state(out_dir, state)
+        outputs = write_outputs(out_dir, data_dir, state, options, command)
+    summary.tracks_total = len(state.tracks)
+    summary.added, summary.rewritten, summary.refused = run.added, run.rewritten, list(run.refused)
+    summary.already_exported = screening.already_exported
+    summary.excluded, summary.notes = dict(screening.excluded), list(run.notes)
+    summary.silent_stems_left_out = screening.silent_left_out
+    summary.credits_by_type = outputs.credits_by_type
+    summary.metadata, summary.datasheet = str(outputs.metadata), str(outputs.datasheet)
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+    for refusal in run.refused:
+        log.warning("refused %s: %s", refusal.key, refusal.reason)
+    return summary
+
+
+@flow(name="stemcat-export", log_prints=False, retries=0,
+      task_runner=ThreadPoolTaskRunner(max_workers=EXPORT_WORKERS))  # type: ignore[arg-type]
+def export_dataset(
+    out: str,
+    data_dir: str | None = None,
+    types: list[str] | None = None,
+    stems: list[str] | None = None,
+    min_duration_s: float = 0.0,
+    exclude_silent: bool = False,
+    min_snr_db: float | None = None,
+    tags: list[str] | None = None,
+    ratios: str = "train=0.8,valid=0.1,test=0.1",
+    audio_format: str = "mp3",
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    rollup4: bool = False,
+    shards: bool = False,
+    shard_size_mb: float = 256.0,
+    batch_size: int = 16,
+    command: str | None = None,
+) -> dict:  # type: ignore[type-arg]
+    """Build (or extend) a stem dataset in OUT from the catalog. Returns the export summary."""
+    options = build_options(
+        types=types, stems=stems, min_duration_s=min_duration_s, exclude_silent=exclude_silent,
+        min_snr_db=min_snr_db, tags=tags, ratios=ratios, audio_format=audio_format, sample_rate=sample_rate,
+        channels=channels, rollup4=rollup4, shards=shards, shard_size_mb=shard_size_mb,
+    )
+    out_dir = Path(out)
+    source = Path(data_dir) if data_dir else load_settings().data_dir
+    summary = run_export(out_dir, source, options, max(1, batch_size), command or command_for(out_dir, source, options))
+    return summary.model_dump(mode="json") | {"exit_code": summary.exit_code}
