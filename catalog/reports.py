@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
-import pandas as pd
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
 
 SpendGrouping = Literal["day", "week", "run", "type", "tag"]
 

@@ -7,6 +7,7 @@ import queue
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -124,22 +125,37 @@ def snapshotting(published: Path) -> Iterator[multiprocessing.Value]:
     assert process.exitcode == 0
 
 
+@dataclass
+class Overlap:
+    """Reads done while the snapshotter completes rounds; fails if the snapshotter stalls."""
+
+    rounds: multiprocessing.Value
+    first_round: int
+    deadline: float
+    reads: int = 0
+
+    @classmethod
+    def start(cls, rounds: multiprocessing.Value, timeout_s: float = 60) -> Overlap:
+        return cls(rounds, rounds.value, time.monotonic() + timeout_s)
+
+    def done(self) -> bool:
+        completed = self.rounds.value - self.first_round
+        assert time.monotonic() < self.deadline, f"snapshotter stalled after {completed} rounds"
+        return completed >= 3 and self.reads >= 5
+
+
 def test_open_catalog_while_another_process_snapshots_in_a_loop(
     published: Path, snapshotting: multiprocessing.Value
 ) -> None:
-    first_round = snapshotting.value
-    reads = 0
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
+    overlap = Overlap.start(snapshotting)
+    while not overlap.done():
         con = open_catalog(published)
         try:
             assert _counts(con) == EXPECTED_COUNTS
             assert con.execute("SELECT sum(credits) FROM spend_by_run").fetchone()[0] == 13
         finally:
             con.close()
-        reads += 1
-    assert reads >= 5
-    assert snapshotting.value - first_round >= 3, "the snapshotter did not overlap the reads"
+        overlap.reads += 1
 
 
 def test_catalog_duckdb_opens_read_only_while_another_process_snapshots(
@@ -147,20 +163,16 @@ def test_catalog_duckdb_opens_read_only_while_another_process_snapshots(
 ) -> None:
     database = str(published / "catalog.duckdb")
     held = duckdb.connect(database, read_only=True)
-    first_round = snapshotting.value
-    reads = 0
-    deadline = time.monotonic() + 2.0
+    overlap = Overlap.start(snapshotting)
     try:
-        while time.monotonic() < deadline:
+        # The rebuilds go on while `held` stays open: the loop ends only once several completed.
+        while not overlap.done():
             con = duckdb.connect(database, read_only=True)
             try:
                 assert _counts(con) == EXPECTED_COUNTS
             finally:
                 con.close()
-            reads += 1
-        # A connection held across many rebuilds keeps answering, and never blocked the rebuilds.
+            overlap.reads += 1
         assert _counts(held) == EXPECTED_COUNTS
     finally:
         held.close()
-    assert reads >= 5
-    assert snapshotting.value - first_round >= 3, "the snapshotter was blocked by the open reader"
