@@ -31,6 +31,7 @@ from tasks.separation import store_record
 log = logging.getLogger(__name__)
 
 DOWNLOAD_ATTEMPTS = 3
+LOCK_POLL_S = 0.05
 
 
 def _fsync_dir(path: Path) -> None:
@@ -87,10 +88,20 @@ async def download_stem(ctx: RunContext, stem: StemRow) -> str:
 
 @asynccontextmanager
 async def _file_lock(path: Path) -> AsyncIterator[None]:
+    """An exclusive flock, waited for without holding a worker thread.
+
+    Blocking flock calls in `to_thread` could fill both processes' executors with
+    waiters while the lock holders need a thread to finish: a cross-process deadlock.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(LOCK_POLL_S)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
