@@ -20,21 +20,25 @@ BLOCK_FRAMES = 65_536
 
 
 class UnreadableAudio(Exception):
-    """A file that should be analysed does not open or decode as audio."""
+    """A file that should be analysed does not open or decode as audio; ``path`` says which."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path.name}: {problem}")
+        self.path = path
 
 
 def _open(stack: ExitStack, path: Path) -> sf.SoundFile:
     try:
         return stack.enter_context(sf.SoundFile(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise UnreadableAudio(f"{path.name}: does not open as audio ({error})") from error
+        raise UnreadableAudio(path, f"does not open as audio ({error})") from error
 
 
-def _read(audio: sf.SoundFile, frames: int) -> np.ndarray:
+def _read(audio: sf.SoundFile, path: Path, frames: int) -> np.ndarray:
     try:
         return audio.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise UnreadableAudio(f"{Path(str(audio.name)).name}: does not decode ({error})") from error
+        raise UnreadableAudio(path, f"does not decode ({error})") from error
 
 
 def measure_files(
@@ -58,8 +62,8 @@ def measure_files(
         open_stems = dict(stems)
         mix_open = mix is not None
         while open_stems or mix_open:
-            stem_blocks = {name: _read(audio, block_frames) for name, audio in open_stems.items()}
-            mix_block = _read(mix, block_frames) if mix is not None and mix_open else None
+            stem_blocks = {name: _read(audio, stem_paths[name], block_frames) for name, audio in open_stems.items()}
+            mix_block = _read(mix, mix_path, block_frames) if mix is not None and mix_path and mix_open else None
             meter.update(stem_blocks, mix_block)
             open_stems = {name: audio for name, audio in open_stems.items() if stem_blocks[name].shape[0] == block_frames}
             mix_open = mix_block is not None and mix_block.shape[0] == block_frames

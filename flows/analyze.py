@@ -1,0 +1,103 @@
+"""Re-run the stem analysis over an existing catalog, without downloading any stem again.
+
+Selects the downloaded jobs (by default only those never analysed), measures them batch by
+batch (``tasks.analyze``), fetches each song's mix once when it is not on disk yet (free),
+then republishes the Parquet snapshots and DuckDB views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, Field
+
+from catalog import Ledger, ledger_path
+from stemcat.settings import load_settings
+from suno_client import SunoClient
+from tasks.analyze import Analyzer, analyze_jobs
+from tasks.publish import publish_catalog
+from tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS, QualityThresholds
+
+
+class AnalysisSummary(BaseModel):
+    """What one analysis pass did."""
+
+    data_dir: str
+    jobs: int = 0
+    outcomes: dict[str, int] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    silent_threshold_dbfs: float
+    min_snr_db: float
+    reanalyze: bool = False
+    elapsed_s: float = 0.0
+
+    def markdown(self) -> str:
+        outcome_text = ", ".join(f"{name}: {n}" for name, n in sorted(self.outcomes.items())) or "nothing to do"
+        return "\n".join([
+            f"# stemcat analysis of `{self.data_dir}`",
+            "",
+            f"- jobs analysed: {self.jobs} ({outcome_text})",
+            f"- stems measured: {self.counts.get('stems_analysed', 0)}, silent: {self.counts.get('silent_stems', 0)}"
+            f" (peak below {self.silent_threshold_dbfs:g} dBFS)",
+            f"- separations whose stems add up to the mix below {self.min_snr_db:g} dB SNR: "
+            f"{self.counts.get('low_snr', 0)}",
+            f"- time: {self.elapsed_s:.1f} s",
+        ])
+
+
+@asynccontextmanager
+async def _mix_client(fetch_mixes: bool, base_url: str) -> AsyncIterator[SunoClient | None]:
+    if not fetch_mixes:
+        yield None
+        return
+    async with SunoClient(base_url=base_url) as client:
+        yield client
+
+
+@flow(name="stemcat-analyze", log_prints=False, retries=0)
+async def analyze_catalog(
+    data_dir: str | None = None,
+    silent_threshold_dbfs: float = DEFAULT_SILENT_THRESHOLD_DBFS,
+    min_snr_db: float = DEFAULT_MIN_SNR_DB,
+    reanalyze: bool = False,
+    fetch_mixes: bool = True,
+    base_url: str | None = None,
+    batch_size: int = 50,
+    max_download_mb: float = 200.0,
+) -> dict[str, object]:
+    """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary."""
+    started = time.monotonic()
+    settings = load_settings()
+    directory = Path(data_dir) if data_dir else settings.data_dir
+    thresholds = QualityThresholds(silent_threshold_dbfs=silent_threshold_dbfs, min_snr_db=min_snr_db)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    summary = AnalysisSummary(data_dir=str(directory), silent_threshold_dbfs=silent_threshold_dbfs,
+                              min_snr_db=min_snr_db, reanalyze=reanalyze)
+    ledger = Ledger(ledger_path(directory))
+    try:
+        job_ids = await asyncio.to_thread(ledger.jobs_to_analyze, include_analyzed=reanalyze)
+        outcomes: Counter[str] = Counter()
+        async with _mix_client(fetch_mixes, base_url or settings.base_url) as client:
+            analyzer = Analyzer(ledger=ledger, data_dir=directory, client=client, thresholds=thresholds,
+                                max_download_bytes=int(max_download_mb * 1024 * 1024))
+            for start in range(0, len(job_ids), batch_size):
+                batch = await analyze_jobs(analyzer, job_ids[start:start + batch_size])
+                outcomes.update(batch.values())
+        await publish_catalog(ledger, directory)
+    finally:
+        ledger.close()
+    summary.jobs = len(job_ids)
+    summary.outcomes = dict(outcomes)
+    summary.counts = dict(analyzer.counts)
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+    await create_markdown_artifact(key="stemcat-analysis", markdown=summary.markdown(),
+                                   description="stemcat stem analysis")
+    return summary.model_dump(mode="json")

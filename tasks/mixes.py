@@ -1,0 +1,117 @@
+"""Fetch a song's original mix (free) so its stems can be compared with it.
+
+The mix lands at ``DATA_DIR/mixes/{audio_id}.mp3`` only after it was streamed to a
+temp file under a byte cap, decoded end to end, fsynced and renamed, like a stem. A mix
+already on disk is reused. Where it comes from, in order: the ``originUrl`` a separation
+record reported, the track's ``audioUrl`` from the manifest or the generation record, and
+as a last resort a (free, rate-limited) music-generation record-info call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from suno_client import SunoClient, SunoError
+from tasks.audio import UndecodableAudio, probe
+from tasks.paths import check_id
+
+log = logging.getLogger(__name__)
+
+MIXES_DIRNAME = "mixes"
+
+
+def mix_relpath(audio_id: str) -> Path:
+    """``mixes/{audio_id}.mp3``, relative to the data directory."""
+    return Path(MIXES_DIRNAME) / f"{check_id(audio_id, 'audio_id')}.mp3"
+
+
+@dataclass(frozen=True, slots=True)
+class MixOutcome:
+    """Where the mix is (relative to DATA_DIR), or why there is none."""
+
+    relpath: Path | None
+    problem: str | None = None
+
+
+def candidate_urls(origin_urls: Iterable[str | None], source_url: str | None) -> list[str]:
+    """Distinct usable URLs in the order to try them (the API sends "" for a missing originUrl)."""
+    ordered = [url for url in (*origin_urls, source_url) if url]
+    return list(dict.fromkeys(ordered))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def _download(client: SunoClient, url: str, final: Path, max_bytes: int) -> None:
+    # A unique temp name: two batches fetching the same mix never write into one file, and the
+    # second rename replaces a complete file with an identical one.
+    part = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+    try:
+        await client.download(url, part, max_bytes=max_bytes)
+        await asyncio.to_thread(probe, part)
+        os.replace(part, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+    await asyncio.to_thread(_fsync_dir, final.parent)
+
+
+async def _generation_audio_url(client: SunoClient, task_id: str, audio_id: str) -> str | None:
+    record = await client.generation_record(task_id)
+    return next((audio.audio_url for audio in record.audios if audio.id == audio_id and audio.audio_url), None)
+
+
+async def ensure_mix(
+    client: SunoClient | None,
+    data_dir: Path,
+    audio_id: str,
+    urls: list[str],
+    *,
+    task_id: str | None,
+    max_bytes: int,
+) -> MixOutcome:
+    """The song's mix on disk: reused if present, else downloaded from the first URL that works."""
+    relpath = mix_relpath(audio_id)
+    final = data_dir / relpath
+    if final.is_file():
+        return MixOutcome(relpath)
+    if client is None:
+        return MixOutcome(None, "the mix is not on disk and fetching mixes is off")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    tried_record = False
+    pending = list(urls)
+    while True:
+        if not pending and not tried_record and task_id:
+            tried_record = True
+            try:
+                found = await _generation_audio_url(client, task_id, audio_id)
+            except SunoError as error:
+                problems.append(f"generation record: {error}")
+                found = None
+            if found and found not in urls:
+                pending.append(found)
+        if not pending:
+            break
+        url = pending.pop(0)
+        try:
+            await _download(client, url, final, max_bytes)
+        except (SunoError, UndecodableAudio) as error:
+            problems.append(str(error))
+            continue
+        return MixOutcome(relpath)
+    reason = "; ".join(problems) if problems else "no URL for the mix (no originUrl, audioUrl or generation record)"
+    log.warning("no mix for %s: %s", audio_id, reason)
+    return MixOutcome(None, f"mix not fetched: {reason}")

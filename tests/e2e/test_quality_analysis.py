@@ -1,0 +1,115 @@
+"""Stem analysis over a catalog made by a real flow run against the simulator (loopback HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog import Ledger, open_catalog
+from catalog.reports import failures_report, track_quality_report
+from suno_client import SunoClient
+from suno_sim import SimConfig, SimServer, make_tracks_manifest
+from tasks.analyze import analyze_batch
+from tasks.callbacks import CallbackHub
+from tasks.context import RunContext, RunOptions
+from tasks.quality import DEFAULT_MIN_SNR_DB
+
+from .conftest import run_flow
+
+pytestmark = pytest.mark.e2e
+
+
+def _analyze(data_dir: Path, **overrides: Any) -> dict[str, Any]:
+    from flows.analyze import analyze_catalog
+
+    return asyncio.run(analyze_catalog(data_dir=str(data_dir), **overrides))
+
+
+@pytest.fixture(scope="module")
+def sim(render_cache: Path) -> Iterator[SimServer]:
+    """One simulator for the module: both tests read the catalog of one flow run."""
+    config = SimConfig(seed=11, processing_s=(0.1, 0.4), rate_limit=None, cache_dir=render_cache)
+    with SimServer(config, port=0) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def separated(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("quality-e2e")
+    manifest = make_tracks_manifest(sim, 8, root / "m.csv", types=("split_stem", "separate_vocal"))
+    data_dir = root / "data"
+    summary = run_flow(manifest, data_dir, sim.base_url)
+    assert summary["exit_code"] == 0, summary
+    return data_dir
+
+
+def _expected_silent(sim: SimServer, audio_id: str, separation_type: str) -> set[str]:
+    truth = sim.truth(audio_id)
+    if separation_type == "split_stem":
+        return set(truth.silent_stems)
+    # separate_vocal: the lead vocal alone, and everything else (never silent in the simulator).
+    return {"vocals"} if "vocals" not in truth.instruments else set()
+
+
+def test_analysis_finds_exactly_the_missing_instruments_and_stems_add_up(sim: SimServer, separated: Path) -> None:
+    summary = _analyze(separated, base_url=sim.base_url)
+    assert summary["jobs"] == 8 and summary["outcomes"] == {"analysed": 8}, summary
+
+    con = open_catalog(separated)
+    stems = con.execute(
+        "SELECT audio_id, separation_type, stem, silent, peak_dbfs, lufs, duration_diff_s FROM stems"
+    ).fetchall()
+    found: dict[tuple[str, str], set[str]] = {}
+    for audio_id, separation_type, stem, silent, peak, lufs, diff in stems:
+        assert silent is not None and peak is not None and diff == pytest.approx(0.0, abs=1e-6)
+        if silent:
+            found.setdefault((audio_id, separation_type), set()).add(stem)
+        else:
+            assert lufs is not None and -60 < lufs < 0 and peak <= 0.5
+    keys = {(row[0], row[1]) for row in stems}
+    assert {key: found.get(key, set()) for key in keys} == {key: _expected_silent(sim, *key) for key in keys}
+    assert any(found.values())  # the sample does contain songs without some instruments
+
+    jobs = con.execute(
+        "SELECT audio_id, reconstruction_snr_db, low_snr, mix_path, mix_duration_s, analysis_error FROM jobs"
+    ).fetchall()
+    for audio_id, snr, low_snr, mix_path, mix_duration, error in jobs:
+        assert snr is not None and snr > DEFAULT_MIN_SNR_DB and low_snr is False and error is None, (audio_id, snr)
+        assert mix_path == f"mixes/{audio_id}.mp3" and (separated / mix_path).is_file()
+        assert mix_duration == pytest.approx(sim.truth(audio_id).duration_s, abs=1e-3)
+    assert track_quality_report(con, low_snr_only=True).empty
+    assert "quality" not in set(failures_report(con).source)
+    con.close()
+
+    # A second pass has nothing left to do; --reanalyze measures again from the files on disk.
+    assert _analyze(separated, base_url=sim.base_url)["jobs"] == 0
+    mtimes = {p: p.stat().st_mtime_ns for p in (separated / "mixes").iterdir()}
+    again = _analyze(separated, base_url=sim.base_url, reanalyze=True, silent_threshold_dbfs=-20.0)
+    assert again["jobs"] == 8
+    assert {p: p.stat().st_mtime_ns for p in (separated / "mixes").iterdir()} == mtimes  # mixes reused
+    con = open_catalog(separated)
+    loud_enough = con.execute("SELECT count(*) FROM stems WHERE NOT silent AND peak_dbfs < -20").fetchone()[0]
+    assert loud_enough == 0  # the new threshold was applied
+    con.close()
+
+
+def test_analyze_batch_inside_a_run_context(sim: SimServer, separated: Path) -> None:
+    async def analyse() -> tuple[dict[str, str], dict[str, int]]:
+        ledger = Ledger(separated / "ledger.sqlite")
+        job_ids = ledger.jobs_to_analyze(include_analyzed=True)
+        options = RunOptions(data_dir=separated, base_url=sim.base_url)
+        async with SunoClient(base_url=sim.base_url) as client:
+            ctx = RunContext(run_id="analysis-test", options=options, ledger=ledger, client=client, secret=b"s" * 32,
+                             callback_base="http://127.0.0.1:9", hub=CallbackHub())
+            outcomes = await analyze_batch.fn(ctx, job_ids + ["no-such-job"])
+        ledger.close()
+        return outcomes, dict(ctx.counts)
+
+    outcomes, counts = asyncio.run(analyse())
+    assert outcomes.pop("no-such-job") == "skipped"
+    assert len(outcomes) == 8 and set(outcomes.values()) == {"analysed"}
+    assert counts["stems_analysed"] > 8 and counts["silent_stems"] > 0 and counts.get("low_snr", 0) == 0
