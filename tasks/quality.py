@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 Block = npt.NDArray[np.floating]
 
@@ -161,6 +160,10 @@ class LoudnessMeter:
     """BS.1770-4 integrated loudness, fed block by block; filter state carries across blocks."""
 
     def __init__(self, sample_rate: int, channels: int) -> None:
+        # Deferred: scipy.signal takes seconds to import, and the CLI imports this module's defaults.
+        from scipy.signal import lfilter
+
+        self._lfilter = lfilter
         self.sample_rate = sample_rate
         self.channels = channels
         self._filters = k_weighting(sample_rate)
@@ -177,7 +180,7 @@ class LoudnessMeter:
         # Digital silence into a filter at rest stays silence: skip the filter (split_stem has many empty stems).
         if frames.any() or any(state.any() for state in self._states):
             for index, (b, a) in enumerate(self._filters):
-                filtered, self._states[index] = lfilter(b, a, filtered, axis=0, zi=self._states[index])
+                filtered, self._states[index] = self._lfilter(b, a, filtered, axis=0, zi=self._states[index])
         pending = np.concatenate([self._leftover, filtered]) if self._leftover.size else filtered
         full = pending.shape[0] // self._step * self._step
         if full:
