@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from catalog import catalog_dir
 from stemcat.settings import load_settings
 from tasks.export.audio import AudioTarget
 from tasks.export.datasheet import command_for
@@ -89,6 +91,8 @@ def _merge(state: ExportState, result: BatchResult, run: ExportRun, summary: Exp
 def run_export(out_dir: Path, data_dir: Path, options: ExportOptions, batch_size: int, command: str) -> ExportSummary:
     """The flow's body: must run inside a flow (it submits tasks)."""
     started = time.monotonic()
+    if not catalog_dir(data_dir).is_dir():
+        raise ExportSettingsError(f"{data_dir} holds no catalog: run `stemcat run` first, or pass --data-dir")
     summary = ExportSummary(out_dir=str(out_dir), data_dir=str(data_dir))
     with export_lock(out_dir):
         state = open_state(out_dir, options)
@@ -149,7 +153,7 @@ def export_dataset(
     shard_size_mb: float = 256.0,
     batch_size: int = 16,
     command: str | None = None,
-) -> dict:  # type: ignore[type-arg]
+) -> dict[str, Any]:
     """Build (or extend) a stem dataset in OUT from the catalog. Returns the export summary."""
     options = build_options(
         types=types, stems=stems, min_duration_s=min_duration_s, exclude_silent=exclude_silent,

@@ -141,7 +141,9 @@ def link_or_copy(source: Path, final: Path, sha256: str) -> Literal["link", "cop
         return "copy"
 
 
-def summed_blocks(paths: Sequence[Path], frames: int, channels: int, block_frames: int = BLOCK_FRAMES) -> Iterator[Block]:
+def summed_blocks(
+    paths: Sequence[Path], frames: int, channels: int, block_frames: int = BLOCK_FRAMES
+) -> Iterator[Block]:
     """The sample-wise sum of several files, each padded with silence or trimmed to ``frames``."""
     with ExitStack() as stack:
         readers = [stack.enter_context(sf.SoundFile(str(path))) for path in paths]
@@ -155,6 +157,26 @@ def summed_blocks(paths: Sequence[Path], frames: int, channels: int, block_frame
             yield total
 
 
+class _ClippingWriter:
+    """Writes float blocks, clipping to full scale and counting what was clipped."""
+
+    def __init__(self, writer: sf.SoundFile) -> None:
+        self._writer = writer
+        self.frames = 0
+        self.clipped = 0
+
+    def write(self, block: Block) -> None:
+        if not len(block):
+            return
+        # libsndfile wraps out-of-range floats around when it converts them to integers: clip first.
+        over = np.abs(block) > 1.0
+        if over.any():
+            self.clipped += int(over.sum())
+            block = np.clip(block, -1.0, 1.0)
+        self._writer.write(block)
+        self.frames += len(block)
+
+
 def encode(
     paths: Sequence[Path], source: AudioHeader, frames: int, target: AudioTarget, final: Path
 ) -> WrittenAudio:
@@ -163,29 +185,15 @@ def encode(
     channels = target.channels or source.channels
     sf_format, subtype = _SF_FORMATS[target.format]
     resampler = StreamingResampler(source.sample_rate, rate)
-    written = 0
-    clipped = 0
-    with landing(final) as temp:
-        with sf.SoundFile(str(temp), "w", samplerate=rate, channels=channels, format=sf_format, subtype=subtype,
-                          **_encoder_options(target.format)) as writer:
-
-            def put(block: Block) -> None:
-                nonlocal written, clipped
-                if not len(block):
-                    return
-                # libsndfile wraps out-of-range floats around when it converts to integers: clip first.
-                over = np.abs(block) > 1.0
-                if over.any():
-                    clipped += int(over.sum())
-                    block = np.clip(block, -1.0, 1.0)
-                writer.write(block)
-                written += len(block)
-
-            for block in summed_blocks(paths, frames, source.channels):
-                put(resampler.process(convert_channels(block, channels)))
-            put(resampler.flush(channels))
-    return WrittenAudio(frames=written, sample_rate=rate, channels=channels, bytes=final.stat().st_size,
-                        sha256=sha256_file(final), clipped_samples=clipped)
+    # The sound file closes (and finishes its header) before `landing` fsyncs and renames it.
+    with landing(final) as temp, sf.SoundFile(str(temp), "w", samplerate=rate, channels=channels, format=sf_format,
+                                               subtype=subtype, **_encoder_options(target.format)) as sound:
+        writer = _ClippingWriter(sound)
+        for block in summed_blocks(paths, frames, source.channels):
+            writer.write(resampler.process(convert_channels(block, channels)))
+        writer.write(resampler.flush(channels))
+    return WrittenAudio(frames=writer.frames, sample_rate=rate, channels=channels, bytes=final.stat().st_size,
+                        sha256=sha256_file(final), clipped_samples=writer.clipped)
 
 
 def _encoder_options(fmt: AudioFormat) -> dict[str, object]:

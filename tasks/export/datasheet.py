@@ -34,7 +34,7 @@ class DatasetFigures:
     tracks_by_split: Counter[str] = field(default_factory=Counter)
     tasks_by_split: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     tracks_by_type: Counter[str] = field(default_factory=Counter)
-    hours: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # stem -> split -> hours
+    hours: dict[str, dict[str, float]] = field(default_factory=dict)  # stem -> split -> hours
     files_by_stem: Counter[str] = field(default_factory=Counter)
     mixture_sources: Counter[str] = field(default_factory=Counter)
     methods: Counter[str] = field(default_factory=Counter)
@@ -45,6 +45,11 @@ class DatasetFigures:
     @property
     def splits(self) -> list[str]:
         return sorted(self.tracks_by_split)
+
+    def hours_of(self, stem: str, split: str | None = None) -> float:
+        """Hours of one stem, in one split or in all."""
+        per_split = self.hours.get(stem, {})
+        return per_split.get(split, 0.0) if split is not None else sum(per_split.values())
 
 
 def figures(state: ExportState) -> DatasetFigures:
@@ -62,7 +67,8 @@ def figures(state: ExportState) -> DatasetFigures:
             result.files += 1
             result.bytes += file.bytes
             result.files_by_stem[file.name] += 1
-            result.hours[file.name][track.split] += file.frames / file.sample_rate / SECONDS_PER_HOUR
+            per_split = result.hours.setdefault(file.name, {})
+            per_split[track.split] = per_split.get(track.split, 0.0) + file.frames / file.sample_rate / SECONDS_PER_HOUR
             result.methods[file.method] += 1
             result.clipped_samples += file.clipped_samples
     result.tasks = len(all_tasks)
@@ -124,10 +130,11 @@ def _filters(options: ExportOptions, last: ExportRun | None) -> list[str]:
         f"- minimum duration: {options.min_duration_s:g} s",
         f"- silent stems: {'left out' if options.exclude_silent else 'kept'}"
         " (the catalog's `silent` flag; stems not analysed count as not silent)",
-        f"- minimum reconstruction SNR: "
+        "- minimum reconstruction SNR: "
         + (f"{options.min_snr_db:g} dB (tracks not analysed are left out)" if options.min_snr_db is not None
            else "none"),
-        f"- tags: {', '.join(options.tags) if options.tags else 'any'}",
+        "- tags: " + (f"any of {', '.join(options.tags)} (whole comma-separated tags, any case)"
+                      if options.tags else "any"),
         "- audio: " + (
             "the downloaded MP3 files as they are (hard links where possible); computed files are encoded as MP3"
             if options.format.value == "mp3" else
@@ -135,7 +142,7 @@ def _filters(options: ExportOptions, last: ExportRun | None) -> list[str]:
             f"{options.sample_rate or 'source'} Hz, {options.channels or 'source'} channel(s)"),
     ]
     if last is not None and last.excluded:
-        lines.append("- left out in the last run: " + "; ".join(f"{n} × {reason}" for reason, n in
+        lines.append("- left out in the last run: " + "; ".join(f"{n} ({reason})" for reason, n in
                                                                  sorted(last.excluded.items())))
     return lines
 
@@ -152,7 +159,7 @@ def render_datasheet(
     splits = split_order(state, data)
     last = state.runs[-1] if state.runs else None
     updated = datetime.fromtimestamp(state.updated_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    mixture_hours = sum(data.hours.get(MIXTURE, Counter()).values())
+    mixture_hours = data.hours_of(MIXTURE)
     lines = [
         "# Stem dataset (stemcat export)",
         "",
@@ -178,13 +185,13 @@ def render_datasheet(
     ]
     for split in splits:
         lines.append(f"| {split} | {data.tracks_by_split[split]} | {len(data.tasks_by_split[split])} | "
-                     f"{_hours(data.hours.get(MIXTURE, Counter())[split])} | {data.shards_by_split[split]} |")
+                     f"{_hours(data.hours_of(MIXTURE, split))} | {data.shards_by_split[split]} |")
     lines += ["", "## Audio per stem", ""]
     header = "| stem | files | total | " + " | ".join(splits) + " |"
     lines += [header, "|---|---:|---:|" + "---:|" * len(splits)]
-    for stem in sorted(data.hours, key=lambda s: (s != MIXTURE, -sum(data.hours[s].values()), s)):
-        per_split = " | ".join(_hours(data.hours[stem][split]) for split in splits)
-        lines.append(f"| {stem} | {data.files_by_stem[stem]} | {_hours(sum(data.hours[stem].values()))} | "
+    for stem in sorted(data.hours, key=lambda s: (s != MIXTURE, -data.hours_of(s), s)):
+        per_split = " | ".join(_hours(data.hours_of(stem, split)) for split in splits)
+        lines.append(f"| {stem} | {data.files_by_stem[stem]} | {_hours(data.hours_of(stem))} | "
                      f"{per_split} |")
     if chart:
         lines += ["", f"![hours of audio per stem and split]({chart})"]
@@ -194,10 +201,10 @@ def render_datasheet(
         "",
         "## Sources",
         "",
-        f"- separation types: " + ", ".join(f"{n} {t}" for t, n in sorted(data.tracks_by_type.items())),
+        "- separation types: " + ", ".join(f"{n} {t}" for t, n in sorted(data.tracks_by_type.items())),
         f"- mixture: the original mix for {mix_file} tracks, the sum of all stems for "
         f"{data.mixture_sources.get('sum_of_stems', 0)} (column `mixture_source`)",
-        f"- files: " + ", ".join(f"{n} {m}" for m, n in sorted(data.methods.items()))
+        "- files: " + ", ".join(f"{n} {m}" for m, n in sorted(data.methods.items()))
         + (f"; {data.clipped_samples} samples clipped while encoding" if data.clipped_samples else ""),
         "- every source file was checked against the catalog's SHA-256 before it was read",
     ]
@@ -219,11 +226,11 @@ def render_datasheet(
         "## Layout",
         "",
         "```",
-        "{split}/{track_key}/mixture.{ext}      one folder per track, one file per stem (MUSDB18-like)",
-        f"{METADATA_FILENAME}                     one row per track and file",
-        "shards/{split}/{split}-000000.tar      WebDataset shards: {key}.{stem}.{ext} and {key}.json"
+        "{split}/{track_key}/mixture.{ext}   one folder per track, one file per stem (MUSDB18-like)",
+        f"{METADATA_FILENAME:<36}one row per track and file",
+        "shards/{split}/{split}-000000.tar   WebDataset shards: {key}.{stem}.{ext} and {key}.json"
         if data.shard_bytes else "(no WebDataset shards: pass --shards)",
-        ".stemcat-export.json                   what was written, with SHA-256s (keeps re-runs incremental)",
+        ".stemcat-export.json                what was written, with SHA-256s (keeps re-runs incremental)",
         "```",
         "",
         "```python",
@@ -254,14 +261,14 @@ def write_chart(state: ExportState, path: Path) -> Path | None:
         return None
     from matplotlib.figure import Figure  # no pyplot: no global state, safe in a worker thread
 
-    stems = sorted(data.hours, key=lambda s: (s != MIXTURE, -sum(data.hours[s].values()), s))
-    longest_h = max(sum(data.hours[stem].values()) for stem in stems)
+    stems = sorted(data.hours, key=lambda s: (s != MIXTURE, -data.hours_of(s), s))
+    longest_h = max(data.hours_of(stem) for stem in stems)
     unit, scale = next((u, f) for limit, u, f in _CHART_UNITS if longest_h < limit)
     figure = Figure(figsize=(8, 0.4 * len(stems) + 1.8), dpi=110)
     axes = figure.subplots()
     left = [0.0] * len(stems)
     for split in split_order(state, data):
-        widths = [data.hours[stem][split] * scale for stem in stems]
+        widths = [data.hours_of(stem, split) * scale for stem in stems]
         axes.barh(stems, widths, left=left, label=f"{split} ({data.tracks_by_split[split]} tracks)")
         left = [a + b for a, b in zip(left, widths, strict=True)]
     axes.invert_yaxis()  # the mixture on top, then the stems from most to least audio

@@ -91,7 +91,7 @@ def track_rows(track: ExportedTrack) -> list[dict[str, Any]]:
             "pinned_split": info.pinned_split, "track_duration_s": info.duration_s,
             "reconstruction_snr_db": info.reconstruction_snr_db, "low_snr": info.low_snr,
             "shard": track.shard, "shard_member": f"{track.key}.{file.name}.{extension}" if track.shard else None,
-            "exported_at": int(round(track.exported_at * 1_000_000)),
+            "exported_at": round(track.exported_at * 1_000_000),
         })
     return rows
 

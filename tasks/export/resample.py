@@ -26,7 +26,7 @@ def convert_channels(block: Block, channels: int) -> Block:
     if have == channels:
         return block
     if channels == 1:
-        return block.mean(axis=1, keepdims=True)
+        return np.asarray(block.mean(axis=1, keepdims=True), dtype=np.float64)
     if have == 1:
         return np.repeat(block, channels, axis=1)
     raise ValueError(f"cannot convert {have} channels to {channels}")

@@ -96,7 +96,9 @@ def verified_members(track: ExportedTrack, out_dir: Path) -> list[Member]:
     return members
 
 
-def write_shard(out_dir: Path, split: str, index: int, samples: Iterable[tuple[ExportedTrack, list[Member]]]) -> ShardRecord:
+def write_shard(
+    out_dir: Path, split: str, index: int, samples: Iterable[tuple[ExportedTrack, list[Member]]]
+) -> ShardRecord:
     """Write one tar atomically and describe it."""
     relative = shard_relpath(split, index)
     final = out_dir / relative

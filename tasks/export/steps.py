@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile as sf
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -22,7 +23,15 @@ from tasks.export.options import ExportOptions
 from tasks.export.plan import Screening, TrackPlan, screen
 from tasks.export.records import ExportedTrack, Refusal, ShardRecord
 from tasks.export.selection import credits_spent, select_candidates
-from tasks.export.shards import Member, member_footprint, next_index, pack, sample_members, verified_members, write_shard
+from tasks.export.shards import (
+    Member,
+    member_footprint,
+    next_index,
+    pack,
+    sample_members,
+    verified_members,
+    write_shard,
+)
 from tasks.export.state import ExportState
 from tasks.export.writer import write_track
 
@@ -74,6 +83,8 @@ def write_batch(plans: Sequence[TrackPlan], data_dir: Path, out_dir: Path, targe
             result.written.append(write_track(plan, data_dir, out_dir, target))
         except SourceMismatch as error:
             result.refused.append(Refusal(key=plan.key, reason=str(error)))
+        except sf.LibsndfileError as error:  # verified bytes that still do not decode
+            result.refused.append(Refusal(key=plan.key, reason=f"audio does not decode: {error}"))
     return result
 
 

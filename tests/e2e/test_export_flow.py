@@ -166,6 +166,8 @@ def test_second_export_after_adding_tracks_moves_and_touches_nothing(export_sim,
     assert file_identities(out) == files_after
     with pytest.raises(ExportSettingsError, match="format"):
         export_dataset(**{**params, "audio_format": "wav"})
+    with pytest.raises(ExportSettingsError, match="no catalog"):
+        export_dataset(**{**params, "data_dir": str(tmp_path / "nowhere")})
 
 
 def test_a_corrupted_source_file_is_refused_and_reported(export_sim, catalog_dir, tmp_path):

@@ -40,7 +40,7 @@ def stem_names(separation_type: str) -> list[str]:
 
 
 def stem_signal(spec: SongSpec, stem: str) -> np.ndarray:
-    frames = int(round(spec.duration_s * spec.sample_rate))
+    frames = round(spec.duration_s * spec.sample_rate)
     if stem in spec.silent:
         return np.zeros((frames, spec.channels))
     frequency = 110.0 * (1 + stem_names(spec.separation_type).index(stem))

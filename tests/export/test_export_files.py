@@ -219,3 +219,19 @@ def test_state_round_trips_and_notices_missing_files(catalog, tmp_path):
     again, result = export(catalog, out, build_options(types=["separate_vocal"]), state=loaded)
     assert [t.key for t in result.written] == ["a0"] and again.tracks["a0"].split == track.split
     assert missing_files(out, again.tracks["a0"]) == []
+
+
+def test_sums_beyond_full_scale_are_clipped_and_counted_not_wrapped(tmp_path):
+    from tasks.export.audio import AudioHeader, encode
+
+    loud = 0.8 * np.ones((4000, 1))
+    paths = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.wav"
+        sf.write(path, loud, 8000, subtype="FLOAT")
+        paths.append(path)
+    written = encode(paths, AudioHeader(4000, 8000, 1), 4000, AudioTarget(build_options(audio_format="wav").format),
+                     tmp_path / "out" / "sum.wav")
+    decoded_sum = _decoded(tmp_path / "out" / "sum.wav")
+    assert written.clipped_samples == 4000 and written.frames == 4000
+    assert decoded_sum.min() > 0.99  # 1.6 clipped to full scale; wrapped around it would be negative
