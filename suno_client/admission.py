@@ -22,9 +22,13 @@ from dataclasses import dataclass, replace
 from suno_client.pacing import AdaptiveRate, next_admission_time
 
 DEFAULT_SAFETY = 0.02
+# However short the window, leave this much room for scheduling and network jitter: a request
+# is counted where it arrives, a little after its slot.
+MIN_GUARD_S = 0.1
 # A log entry this far beyond "now" means the wall clock went backwards: forget the log.
 CLOCK_JUMP_S = 3600.0
 MAX_SLOTS_PER_RESERVATION = 256
+MAX_FIRST_MARGIN_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,8 @@ class PacingParams:
 
     @property
     def guarded_window(self) -> float:
-        """The window the rules enforce: a little longer than the API's, for network jitter."""
-        return self.window_s * (1 + self.safety)
+        """The window the rules enforce: a little longer than the API's, for jitter (2%, at least 0.1 s)."""
+        return self.window_s + max(self.window_s * self.safety, MIN_GUARD_S)
 
     @property
     def nominal_spacing(self) -> float:
@@ -93,20 +97,39 @@ def plan_slots(
     history: Sequence[float], state: PacingState, now: float, params: PacingParams, count: int
 ) -> list[float]:
     """The next `count` admission times after `history` (ascending; at least its last `limit` entries)."""
+    return [due for due, _stamp in plan_stamped_slots(history, state, now, params, count)]
+
+
+def plan_stamped_slots(
+    history: Sequence[float],
+    state: PacingState,
+    now: float,
+    params: PacingParams,
+    count: int,
+    *,
+    first_margin_s: float = 0.0,
+) -> list[tuple[float, float]]:
+    """(due time, time written to the log) of the next `count` admissions.
+
+    The first is logged `first_margin_s` after it is due: a process that has not sent for a
+    while opens a new connection (TLS, on the real API) and its request arrives late, so
+    it must count as late, or the request `limit` places after it could share its window.
+    """
     if count < 1:
         return []
     log = list(history[-params.limit :])
     gap = spacing(params, state)
-    times: list[float] = []
-    for _ in range(min(count, MAX_SLOTS_PER_RESERVATION)):
-        at = next_admission_time(
+    planned: list[tuple[float, float]] = []
+    for index in range(min(count, MAX_SLOTS_PER_RESERVATION)):
+        due = next_admission_time(
             log, now, params.limit, params.guarded_window, gap, not_before=state.not_before
         )
-        times.append(at)
-        log.append(at)
+        stamp = due + first_margin_s if index == 0 else due
+        planned.append((due, stamp))
+        log.append(stamp)
         if len(log) > params.limit:
             del log[0]
-    return times
+    return planned
 
 
 def _adaptive(state: PacingState, params: PacingParams) -> AdaptiveRate:
@@ -170,15 +193,15 @@ class AdmissionBook:
         self._tickets = first_ticket
         self.state = PacingState(not_before=not_before)
 
-    def reserve(self, now: float, params: PacingParams, count: int) -> Reservation:
+    def reserve(self, now: float, params: PacingParams, count: int, *, first_margin_s: float = 0.0) -> Reservation:
         if self._log and clock_went_back(self._log[-1][0], now):
             self._log.clear()
         history = [at for at, _ in self._log]
         slots = []
-        for at in plan_slots(history, self.state, now, params, count):
+        for due, stamp in plan_stamped_slots(history, self.state, now, params, count, first_margin_s=first_margin_s):
             self._tickets += 1
-            self._log.append((at, self._tickets))
-            slots.append(Slot(self._tickets, max(0.0, at - now)))
+            self._log.append((stamp, self._tickets))
+            slots.append(Slot(self._tickets, max(0.0, due - now)))
         self._prune(now, params)
         return Reservation(tuple(slots), self.state.factor)
 

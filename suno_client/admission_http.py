@@ -15,7 +15,14 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from suno_client.admission import MAX_SLOTS_PER_RESERVATION, PacingParams, PacingState, Reservation, Slot
+from suno_client.admission import (
+    MAX_FIRST_MARGIN_S,
+    MAX_SLOTS_PER_RESERVATION,
+    PacingParams,
+    PacingState,
+    Reservation,
+    Slot,
+)
 from suno_client.shared_pacing import PacerUnavailable
 
 API_PREFIX = "/v1/budgets"
@@ -44,6 +51,7 @@ class ParamsBody(_Wire):
 
 class ReserveBody(ParamsBody):
     count: int = Field(ge=1, le=MAX_SLOTS_PER_RESERVATION)
+    first_margin_s: float = Field(default=0.0, ge=0, le=MAX_FIRST_MARGIN_S)
 
 
 class ThrottleBody(ParamsBody):
@@ -98,8 +106,9 @@ class HttpAdmissionStore:
         self._budget = budget
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport, trust_env=False)
 
-    async def reserve(self, params: PacingParams, count: int) -> Reservation:
-        reply = await self._post("reserve", {**ParamsBody.of(params), "count": count}, ReserveReply)
+    async def reserve(self, params: PacingParams, count: int, *, first_margin_s: float = 0.0) -> Reservation:
+        body = {**ParamsBody.of(params), "count": count, "first_margin_s": first_margin_s}
+        reply = await self._post("reserve", body, ReserveReply)
         return Reservation(tuple(Slot(s.ticket, s.wait_s) for s in reply.slots), reply.factor)
 
     async def claim(self, tickets: Sequence[int]) -> set[int]:

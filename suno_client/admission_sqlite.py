@@ -29,7 +29,7 @@ from suno_client.admission import (
     after_successes,
     after_throttle,
     clock_went_back,
-    plan_slots,
+    plan_stamped_slots,
     spacing,
 )
 
@@ -62,8 +62,8 @@ class SqliteAdmissionStore:
 
     # --- AdmissionStore -----------------------------------------------------------------------
 
-    async def reserve(self, params: PacingParams, count: int) -> Reservation:
-        return await self._run(self._reserve, params, count)
+    async def reserve(self, params: PacingParams, count: int, *, first_margin_s: float = 0.0) -> Reservation:
+        return await self._run(self._reserve, params, count, first_margin_s)
 
     async def claim(self, tickets: Sequence[int]) -> set[int]:
         return await self._run(self._claim, list(tickets))
@@ -155,7 +155,7 @@ class SqliteAdmissionStore:
              state.throttles, state.pauses),
         )
 
-    def _reserve(self, params: PacingParams, count: int) -> Reservation:
+    def _reserve(self, params: PacingParams, count: int, first_margin_s: float) -> Reservation:
         def body(conn: sqlite3.Connection, now: float) -> Reservation:
             state = self._load_state(conn)
             (newest,) = conn.execute("SELECT max(at) FROM admissions").fetchone()
@@ -164,9 +164,10 @@ class SqliteAdmissionStore:
             rows = conn.execute("SELECT at FROM admissions ORDER BY at DESC LIMIT ?", (params.limit,)).fetchall()
             history = [at for (at,) in reversed(rows)]
             slots = []
-            for at in plan_slots(history, state, now, params, count):
-                cursor = conn.execute("INSERT INTO admissions (at) VALUES (?)", (at,))
-                slots.append(Slot(int(cursor.lastrowid or 0), max(0.0, at - now)))
+            planned = plan_stamped_slots(history, state, now, params, count, first_margin_s=first_margin_s)
+            for due, stamp in planned:
+                cursor = conn.execute("INSERT INTO admissions (at) VALUES (?)", (stamp,))
+                slots.append(Slot(int(cursor.lastrowid or 0), max(0.0, due - now)))
             self._prune(conn, now, params, state)
             return Reservation(tuple(slots), state.factor)
 

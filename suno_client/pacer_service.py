@@ -102,7 +102,8 @@ def create_app(pacer: Pacer | None = None) -> Starlette:
     async def reserve(request: Request) -> JSONResponse:
         body = await _body(request, ReserveBody)
         params = body.params()
-        reservation = state.book(_budget(request), params).reserve(state.now(), params, body.count)
+        book = state.book(_budget(request), params)
+        reservation = book.reserve(state.now(), params, body.count, first_margin_s=body.first_margin_s)
         slots = [SlotReply(ticket=s.ticket, wait_s=s.wait_s) for s in reservation.slots]
         return _json(ReserveReply(slots=slots, factor=reservation.factor))
 

@@ -62,6 +62,10 @@ Clock = Callable[[], float]
 
 DEFAULT_POLL_SHARE = 0.5
 DEFAULT_LOOKAHEAD_S = 0.2
+# A limiter that has not sent for this long is cold: its next request likely opens a new
+# connection and arrives late, so that admission is logged COLD_START_MARGIN_S late.
+COLD_AFTER_S = 5.0
+COLD_START_MARGIN_S = 0.5
 MEMORY_STORE = "memory"
 STATE_DIR_ENV = "XDG_STATE_HOME"
 # Float rounding must not turn into an endless run of zero-length sleeps.
@@ -98,8 +102,8 @@ def polling() -> Iterator[None]:
 class AdmissionStore(Protocol):
     """Where a budget's admission log and adaptive state live; every method is one atomic step."""
 
-    async def reserve(self, params: PacingParams, count: int) -> Reservation:
-        """Plan and record the next `count` admissions."""
+    async def reserve(self, params: PacingParams, count: int, *, first_margin_s: float = 0.0) -> Reservation:
+        """Plan and record the next `count` admissions (the first logged `first_margin_s` late)."""
         ...
 
     async def claim(self, tickets: Sequence[int]) -> set[int]:
@@ -126,8 +130,8 @@ class MemoryAdmissionStore:
         self._book = AdmissionBook()
         self._clock = clock
 
-    async def reserve(self, params: PacingParams, count: int) -> Reservation:
-        return self._book.reserve(self._clock(), params, count)
+    async def reserve(self, params: PacingParams, count: int, *, first_margin_s: float = 0.0) -> Reservation:
+        return self._book.reserve(self._clock(), params, count, first_margin_s=first_margin_s)
 
     async def claim(self, tickets: Sequence[int]) -> set[int]:
         return self._book.claim(tickets)
@@ -212,9 +216,14 @@ class SharedLimiter:
         self._flusher: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._factor = 1.0
+        self._last_grant: float | None = None
+        # A slot granted later than this after it was due would make its request arrive late
+        # enough to share a window with a later one: it is dropped (unused) instead.
+        self._late_tolerance_s = (self._params.guarded_window - window_s) / 2
         self.admitted = 0
         self.throttle_count = 0
         self.pause_count = 0
+        self.late_slots_dropped = 0
         self.granted_by_class: dict[RequestClass, int] = dict.fromkeys(RequestClass, 0)
 
     # --- RequestLimiter ---------------------------------------------------------------------
@@ -322,10 +331,14 @@ class SharedLimiter:
     async def _reserve(self) -> None:
         async with self._store_lock:
             await self._flush_locked()
-            reservation = await self._store.reserve(self._params, self._ahead())
+            reservation = await self._store.reserve(self._params, self._ahead(), first_margin_s=self._cold_margin())
         base = self._clock()
         self._factor = reservation.factor
         self._slots.extend(_LocalSlot(slot.ticket, base + slot.wait_s) for slot in reservation.slots)
+
+    def _cold_margin(self) -> float:
+        cold = self._last_grant is None or self._clock() - self._last_grant > COLD_AFTER_S
+        return COLD_START_MARGIN_S if cold else 0.0
 
     async def _claim_due(self) -> None:
         now = self._clock()
@@ -338,9 +351,14 @@ class SharedLimiter:
         if len(valid) < len(due):
             # Revoked by a throttle or pause somewhere: later local slots went with them.
             self._slots.clear()
+        now = self._clock()
         for slot in due:
-            if slot.ticket in valid:
-                self._grant()
+            if slot.ticket not in valid:
+                continue
+            if now - slot.due > self._late_tolerance_s:
+                self.late_slots_dropped += 1
+                continue
+            self._grant()
 
     def _grant(self) -> None:
         """Hand one admission to the waiter the poll policy picks (stride scheduling)."""
@@ -357,6 +375,7 @@ class SharedLimiter:
                 self._passes[other] = max(self._passes[other], self._passes[chosen])
         self._live_waiters(chosen).popleft().set_result(None)
         self.granted_by_class[chosen] += 1
+        self._last_grant = self._clock()
 
     def _stride_key(self, request_class: RequestClass) -> tuple[float, bool]:
         pass_value = self._passes[request_class] if self._weights[request_class] > 0 else math.inf

@@ -17,6 +17,7 @@ from suno_client.admission import (
     after_throttle,
     budget_id,
     plan_slots,
+    plan_stamped_slots,
 )
 
 PARAMS = PacingParams(limit=20, window_s=10.0)
@@ -80,6 +81,14 @@ def test_book_revokes_future_slots_on_throttle_and_never_reuses_tickets() -> Non
     assert again.slots[0].wait_s == pytest.approx(2.0)
     assert again.slots[0].ticket not in tickets
     assert again.factor == 0.5
+
+
+def test_a_cold_first_slot_counts_as_late_for_the_slots_after_it() -> None:
+    planned = plan_stamped_slots([], PacingState(), 0.0, PARAMS, PARAMS.limit + 1, first_margin_s=0.5)
+    (first_due, first_stamp), *rest = planned
+    assert (first_due, first_stamp) == (0.0, 0.5)  # due at once, logged as if it arrived 0.5 s later
+    assert rest[0][0] == pytest.approx(0.5 + PARAMS.nominal_spacing)
+    assert planned[-1][0] == pytest.approx(0.5 + PARAMS.guarded_window)  # its window starts late too
 
 
 def test_book_release_returns_only_future_slots() -> None:

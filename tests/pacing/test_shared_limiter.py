@@ -23,7 +23,7 @@ from suno_client.shared_pacing import (
 from .conftest import busiest_window
 
 LIMIT = 10
-WINDOW = 0.5
+WINDOW = 1.0
 
 
 async def admit_all(limiter: SharedLimiter, n: int, *, poll: bool = False) -> list[float]:
@@ -49,8 +49,12 @@ async def test_bursts_are_smoothed_and_no_window_exceeds_the_limit(store_kind: s
     times += await admit_all(limiter, 5)  # a second burst right after the first
     await limiter.aclose()
     assert busiest_window(times, WINDOW) <= LIMIT
-    rate = (len(times) - 1) / (max(times) - min(times))
-    assert 0.8 * LIMIT / WINDOW <= rate <= LIMIT / WINDOW
+    ordered = sorted(times)
+    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    assert min(gaps) >= 0.8 * 1.1 / LIMIT  # evenly spaced (a 0.1 s guard on a 1 s window)
+    # After the first, cold, admission (logged late: see COLD_START_MARGIN_S), close to the cap.
+    rate = (len(ordered) - 2) / (ordered[-1] - ordered[1])
+    assert 0.85 * LIMIT / 1.1 <= rate <= LIMIT / WINDOW
     assert limiter.admitted == 30
 
 
@@ -134,20 +138,20 @@ async def test_successes_recover_the_rate_step_by_step() -> None:
 
 
 async def test_cancelled_waiters_do_not_block_the_queue() -> None:
-    limiter = SharedLimiter(MemoryAdmissionStore(), 5, 1.0)
-    await admit_all(limiter, 1)
+    limiter = SharedLimiter(MemoryAdmissionStore(), 5, 1.0)  # a slot every 0.22 s
+    await admit_all(limiter, 2)
+    started = time.monotonic()
     doomed = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
     await asyncio.sleep(0.01)
     for task in doomed:
         task.cancel()
-    started = time.monotonic()
-    await asyncio.wait_for(limiter.acquire(), timeout=1.0)
-    assert time.monotonic() - started < 0.5  # the next slot, not three slots later
+    await asyncio.wait_for(limiter.acquire(), timeout=2.0)
+    assert time.monotonic() - started < 0.4  # the next slot, not the fourth
     await limiter.aclose()
 
 
 class BrokenStore(MemoryAdmissionStore):
-    async def reserve(self, params: PacingParams, count: int) -> Reservation:
+    async def reserve(self, params: PacingParams, count: int, *, first_margin_s: float = 0.0) -> Reservation:
         raise OSError("disk on fire")
 
 
