@@ -87,7 +87,8 @@ def _show(frame: pd.DataFrame, fmt: Format, title: str) -> None:
     from stemcat.display import print_frame
 
     # Tables are for reading: round there; CSV and JSON keep full precision.
-    shown = frame.round(3) if fmt is Format.table else frame
+    floats = frame.select_dtypes("float").columns
+    shown = frame.round(dict.fromkeys(floats, 3)) if fmt is Format.table else frame
     print_frame(console, shown, fmt.value, title=title)
 
 

@@ -113,3 +113,33 @@ def test_analyze_batch_inside_a_run_context(sim: SimServer, separated: Path) -> 
     assert outcomes.pop("no-such-job") == "skipped"
     assert len(outcomes) == 8 and set(outcomes.values()) == {"analysed"}
     assert counts["stems_analysed"] > 8 and counts["silent_stems"] > 0 and counts.get("low_snr", 0) == 0
+
+
+def test_analyze_and_report_commands(sim: SimServer, separated: Path, tmp_path: Path) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from stemcat.cmd_analyze import analyze_command
+    from stemcat.cmd_report import report_app
+
+    app = typer.Typer()
+    app.command("analyze")(analyze_command)
+    app.add_typer(report_app, name="report")
+    runner = CliRunner()
+    where = ["--data-dir", str(separated)]
+    # An absurd threshold flags every separation; the command still succeeds (flags are data, not errors).
+    result = runner.invoke(app, ["analyze", *where, "--reanalyze", "--min-snr", "200", "--base-url", sim.base_url])
+    assert result.exit_code == 0, result.output
+    assert "low SNR (< 200 dB)" in result.stdout and "│ 8" in result.stdout
+    flagged = runner.invoke(app, ["report", "quality", "--low-snr", "--format", "json", *where])
+    assert flagged.exit_code == 0, flagged.output
+    assert len(json.loads(flagged.stdout)) == 8
+    charts = tmp_path / "charts"
+    overview = runner.invoke(app, ["report", *where, "--plot", str(charts)])
+    assert overview.exit_code == 0 and len(list(charts.glob("*.png"))) == 3
+    # Back to the defaults, without fetching anything (the mixes are on disk already).
+    again = runner.invoke(app, ["analyze", *where, "--reanalyze", "--no-fetch-mixes"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(runner.invoke(app, ["report", "quality", "--low-snr", "--format", "json", *where]).stdout) == []

@@ -83,3 +83,25 @@ def test_a_file_that_is_not_audio_is_reported(tmp_path: Path, song: dict[str, Pa
     junk.write_bytes(b"<html>expired</html>")
     with pytest.raises(UnreadableAudio, match="junk.mp3"):
         measure_files({"vocals": junk}, song["mix"])
+
+
+def test_memory_stays_flat_for_a_long_song(tmp_path: Path) -> None:
+    import tracemalloc
+
+    rate, seconds = 44_100, 60
+    rng = np.random.default_rng(2)
+    long_song = tmp_path / "long.wav"
+    with sf.SoundFile(long_song, "w", rate, 2, subtype="PCM_16") as out:
+        for _ in range(seconds):
+            out.write(0.1 * rng.standard_normal((rate, 2)))
+    whole_song_bytes = rate * seconds * 2 * 8  # what one float64 copy of the song would take
+    import scipy.signal  # noqa: F401 - its first import alone allocates tens of MB; keep it out of the count
+
+    tracemalloc.start()
+    try:
+        metrics = measure_files({"vocals": long_song}, long_song)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert metrics.stems["vocals"].frames == rate * seconds
+    assert peak < whole_song_bytes / 4, f"peak {peak / 1e6:.1f} MB for a {whole_song_bytes / 1e6:.0f} MB song"
