@@ -88,6 +88,30 @@ def _merge(state: ExportState, result: BatchResult, run: ExportRun, summary: Exp
     run.refused.extend(result.refused)
 
 
+def _write_all(state: ExportState, plans: list[TrackPlan], data_dir: Path, out_dir: Path, options: ExportOptions,
+               batch_size: int, run: ExportRun, summary: ExportSummary) -> None:
+    """Write the tracks in parallel batches, recording each batch as soon as it is done."""
+    target = AudioTarget(options.format, options.sample_rate, options.channels)
+    futures = [write_tracks.submit(plans[i:i + batch_size], data_dir, out_dir, target)
+               for i in range(0, len(plans), batch_size)]
+    for future in as_completed(futures):
+        _merge(state, future.result(), run, summary)
+        save_state(out_dir, state)
+
+
+def _shard_all(state: ExportState, out_dir: Path, options: ExportOptions, run: ExportRun,
+               summary: ExportSummary) -> None:
+    """Pack every track not yet in a shard into new shards, recording each shard as it is written."""
+    for job in plan_shards(state, out_dir, int(options.shard_size_mb * MIB)):
+        result = write_shard_task(job, out_dir)
+        run.refused.extend(result.refused)
+        if result.record is not None:
+            state.mark_sharded(result.record)
+            summary.shards_written += 1
+            summary.shard_bytes_written += result.record.bytes
+        save_state(out_dir, state)
+
+
 def run_export(out_dir: Path, data_dir: Path, options: ExportOptions, batch_size: int, command: str) -> ExportSummary:
     """The flow's body: must run inside a flow (it submits tasks)."""
     started = time.monotonic()
@@ -102,35 +126,22 @@ def run_export(out_dir: Path, data_dir: Path, options: ExportOptions, batch_size
         run = ExportRun(started_at=time.time(), command=command, excluded=dict(screening.excluded))
         state.runs.append(run)
         plans = _plans(state, options, screening.to_write, run.notes)
-        target = AudioTarget(options.format, options.sample_rate, options.channels)
-        futures = [write_tracks.submit(plans[i:i + batch_size], data_dir, out_dir, target)
-                   for i in range(0, len(plans), batch_size)]
-        for future in as_completed(futures):
-            _merge(state, future.result(), run, summary)
-            save_state(out_dir, state)
+        _write_all(state, plans, data_dir, out_dir, options, batch_size, run, summary)
         if options.shards:
-            for job in plan_shards(state, out_dir, int(options.shard_size_mb * MIB)):
-                shard = write_shard_task(job, out_dir)
-                run.refused.extend(shard.refused)
-                if shard.record is not None:
-                    state.mark_sharded(shard.record)
-                    summary.shards_written += 1
-                    summary.shard_bytes_written += shard.record.bytes
-                save_state(out_dir, state)
+            _shard_all(state, out_dir, options, run, summary)
         run.finished_at = time.time()
         save_state(out_dir, state)
         outputs = write_outputs(out_dir, data_dir, state, options, command)
-    summary.tracks_total = len(state.tracks)
-    summary.added, summary.rewritten, summary.refused = run.added, run.rewritten, list(run.refused)
-    summary.already_exported = screening.already_exported
-    summary.excluded, summary.notes = dict(screening.excluded), list(run.notes)
-    summary.silent_stems_left_out = screening.silent_left_out
-    summary.credits_by_type = outputs.credits_by_type
-    summary.metadata, summary.datasheet = str(outputs.metadata), str(outputs.datasheet)
-    summary.elapsed_s = round(time.monotonic() - started, 3)
     for refusal in run.refused:
         log.warning("refused %s: %s", refusal.key, refusal.reason)
-    return summary
+    return summary.model_copy(update={
+        "tracks_total": len(state.tracks), "added": run.added, "rewritten": run.rewritten,
+        "refused": list(run.refused), "already_exported": screening.already_exported,
+        "excluded": dict(screening.excluded), "notes": list(run.notes),
+        "silent_stems_left_out": screening.silent_left_out, "credits_by_type": outputs.credits_by_type,
+        "metadata": str(outputs.metadata), "datasheet": str(outputs.datasheet),
+        "elapsed_s": round(time.monotonic() - started, 3),
+    })
 
 
 @flow(name="stemcat-export", log_prints=False, retries=0,

@@ -9,15 +9,26 @@ filter window lies fully inside the held input are emitted.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 Block = NDArray[np.float64]
 
 # resample_poly's default FIR has a half-length of 10 * max(up, down) taps at the upsampled rate.
 _HALF_LENGTH_FACTOR = 10
+_KAISER_BETA = 5.0
+
+
+@lru_cache(maxsize=16)
+def _lowpass(up: int, down: int) -> NDArray[np.float64]:
+    """resample_poly's default anti-aliasing filter, designed once per rate pair instead of per block."""
+    max_rate = max(up, down)
+    taps = firwin(2 * _HALF_LENGTH_FACTOR * max_rate + 1, 1.0 / max_rate, window=("kaiser", _KAISER_BETA))
+    taps.setflags(write=False)  # shared between resamplers (resample_poly copies it before scaling)
+    return np.asarray(taps, dtype=np.float64)
 
 
 def convert_channels(block: Block, channels: int) -> Block:
@@ -74,7 +85,7 @@ class StreamingResampler:
         return self._emit(self._buffer, total_out, drop_until=None)
 
     def _emit(self, buffer: Block, output_end: int, drop_until: int | None) -> Block:
-        resampled = resample_poly(buffer, self.up, self.down, axis=0)
+        resampled = resample_poly(buffer, self.up, self.down, axis=0, window=_lowpass(self.up, self.down))
         offset = self._buffer_start * self.up // self.down
         chunk = resampled[self._emitted - offset : output_end - offset]
         self._emitted = max(self._emitted, output_end)
