@@ -131,7 +131,8 @@ def _quality_figure(con: duckdb.DuckDBPyConnection, min_snr_db: float | None) ->
         "SELECT stem, lufs, peak_dbfs, silent FROM stems WHERE status = 'downloaded' AND silent IS NOT NULL"
     ).df()
     jobs = con.execute(
-        "SELECT separation_type, reconstruction_snr_db AS snr, low_snr FROM jobs WHERE reconstruction_snr_db IS NOT NULL"
+        "SELECT separation_type, reconstruction_snr_db AS snr, low_snr FROM jobs"
+        " WHERE reconstruction_snr_db IS NOT NULL"
     ).df()
     figure = Figure(figsize=(11, 8), layout="constrained")
     figure.suptitle(f"Stem quality: {len(stems)} analysed stems, {len(jobs)} separations compared with their mix")
@@ -171,7 +172,7 @@ def _snr_histogram(ax: Axes, jobs: pd.DataFrame, min_snr_db: float | None) -> No
     # A stem that equals the mix (e.g. the instrumental of a song without vocals) reads as the 120 dB
     # ceiling; drawn where it is, it would squash every other bar into one.
     snr = jobs["snr"].clip(upper=_SNR_AXIS_MAX_DB)
-    bins = np.histogram_bin_edges(snr, bins=min(30, max(5, len(jobs) // 2)))
+    bins = np.histogram_bin_edges(snr, bins=min(30, max(5, len(jobs) // 2))).tolist()
     flagged = jobs["low_snr"].astype(bool)
     ax.hist([snr[~flagged], snr[flagged]], bins=bins, stacked=True, color=["#2ca02c", "#d62728"],
             label=[f"stems add up ({int((~flagged).sum())})", f"flagged low SNR ({int(flagged.sum())})"])

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -44,10 +45,10 @@ class AnalysisSummary(BaseModel):
             f"# stemcat analysis of `{self.data_dir}`",
             "",
             f"- jobs analysed: {self.jobs} ({outcome_text})",
-            f"- stems measured: {self.counts.get('stems_analysed', 0)}, silent: {self.counts.get('silent_stems', 0)}"
-            f" (peak below {self.silent_threshold_dbfs:g} dBFS)",
-            f"- separations whose stems add up to the mix below {self.min_snr_db:g} dB SNR: "
-            f"{self.counts.get('low_snr', 0)}",
+            (f"- stems measured: {self.counts.get('stems_analysed', 0)}, "
+             f"silent: {self.counts.get('silent_stems', 0)} (peak below {self.silent_threshold_dbfs:g} dBFS)"),
+            (f"- separations whose stems add up to the mix below {self.min_snr_db:g} dB SNR: "
+             f"{self.counts.get('low_snr', 0)}"),
             f"- time: {self.elapsed_s:.1f} s",
         ])
 
@@ -71,7 +72,7 @@ async def analyze_catalog(
     base_url: str | None = None,
     batch_size: int = 50,
     max_download_mb: float = 200.0,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary."""
     started = time.monotonic()
     settings = load_settings()

@@ -79,7 +79,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("without a mix to compare", str(outcomes.get("no_mix", 0)))
     table.add_row("failed (unreadable files)", str(outcomes.get("failed", 0)))
     table.add_row("stems measured", str(counts.get("stems_analysed", 0)))
-    table.add_row(f"silent stems (peak < {summary['silent_threshold_dbfs']:g} dBFS)", str(counts.get("silent_stems", 0)))
+    table.add_row(f"silent stems (peak < {summary['silent_threshold_dbfs']:g} dBFS)",
+                  str(counts.get("silent_stems", 0)))
     table.add_row("time", f"{summary['elapsed_s']:.1f} s")
     table.add_row("next", "stemcat report quality  ·  stemcat report --plot charts/")
     return table

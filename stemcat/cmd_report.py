@@ -69,7 +69,8 @@ def _catalog(ctx: typer.Context, data_dir: Path | None) -> Iterator[duckdb.DuckD
     parent = ctx.obj if isinstance(ctx.obj, ReportOptions) else ReportOptions()
     directory = data_dir or parent.data_dir or load_settings().data_dir
     if not catalog_dir(directory).is_dir() and not ledger_path(directory).exists():
-        err_console.print(f"[red]No catalog in {directory}.[/red] Run `stemcat run MANIFEST` first, or pass --data-dir.")
+        err_console.print(f"[red]No catalog in {directory}.[/red] "
+                          "Run `stemcat run MANIFEST` first, or pass --data-dir.")
         raise typer.Exit(EXIT_NO_CATALOG)
     con = open_catalog(directory)
     try:

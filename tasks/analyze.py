@@ -91,7 +91,7 @@ class Analyzer:
 
     async def _analyse_job(self, job: Job, mix_path: Path | None, mix_problem: str | None) -> AnalysisOutcome:
         stems = await asyncio.to_thread(self.ledger.stems_for_job, job.job_id)
-        on_disk = {stem.stem: self.data_dir / stem.path for stem in stems if _on_disk(self.data_dir, stem)}
+        on_disk = {stem.stem: path for stem in stems if (path := _file_on_disk(self.data_dir, stem)) is not None}
         if not on_disk:
             return AnalysisOutcome.SKIPPED
         async with _cpu_slots():
@@ -135,8 +135,12 @@ def _load_jobs(ledger: Ledger, job_ids: list[str]) -> list[Job]:
     return [job for job in (ledger.get_job(job_id) for job_id in dict.fromkeys(job_ids)) if job is not None]
 
 
-def _on_disk(data_dir: Path, stem: StemRow) -> bool:
-    return stem.status == "downloaded" and bool(stem.path) and (data_dir / str(stem.path)).is_file()
+def _file_on_disk(data_dir: Path, stem: StemRow) -> Path | None:
+    """The stem's file when it is downloaded and still there."""
+    if stem.status != "downloaded" or not stem.path:
+        return None
+    path = data_dir / stem.path
+    return path if path.is_file() else None
 
 
 def _job_quality(

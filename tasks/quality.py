@@ -48,7 +48,9 @@ class QualityThresholds:
 
     def __post_init__(self) -> None:
         if not DBFS_FLOOR <= self.silent_threshold_dbfs <= 0.0:
-            raise ValueError(f"silent_threshold_dbfs must be within [{DBFS_FLOOR}, 0], got {self.silent_threshold_dbfs}")
+            raise ValueError(
+                f"silent_threshold_dbfs must be within [{DBFS_FLOOR}, 0], got {self.silent_threshold_dbfs}"
+            )
         if not 0.0 < self.clip_level <= 1.0:
             raise ValueError(f"clip_level must be within (0, 1], got {self.clip_level}")
         if not math.isfinite(self.min_snr_db):

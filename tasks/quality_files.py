@@ -36,9 +36,10 @@ def _open(stack: ExitStack, path: Path) -> sf.SoundFile:
 
 def _read(audio: sf.SoundFile, path: Path, frames: int) -> np.ndarray:
     try:
-        return audio.read(frames, dtype="float32", always_2d=True)
+        block: np.ndarray = audio.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
         raise UnreadableAudio(path, f"does not decode ({error})") from error
+    return block
 
 
 def measure_files(
@@ -65,6 +66,8 @@ def measure_files(
             stem_blocks = {name: _read(audio, stem_paths[name], block_frames) for name, audio in open_stems.items()}
             mix_block = _read(mix, mix_path, block_frames) if mix is not None and mix_path and mix_open else None
             meter.update(stem_blocks, mix_block)
-            open_stems = {name: audio for name, audio in open_stems.items() if stem_blocks[name].shape[0] == block_frames}
+            open_stems = {
+                name: audio for name, audio in open_stems.items() if stem_blocks[name].shape[0] == block_frames
+            }
             mix_open = mix_block is not None and mix_block.shape[0] == block_frames
         return meter.result()
