@@ -109,6 +109,8 @@ def command_for(out_dir: Path, data_dir: Path, options: ExportOptions) -> str:
 def _hours(value: float) -> str:
     """A duration given in hours, in the unit that reads best."""
     seconds = value * SECONDS_PER_HOUR
+    if seconds == 0:
+        return "–"
     if seconds < 60:
         return f"{seconds:.1f} s"
     if seconds < SECONDS_PER_HOUR:
