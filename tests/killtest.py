@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class KillReport:
     kills: int = 0
+    kills_by_moment: dict[str, int] = field(default_factory=dict)
     runs: int = 0
     final_exit_code: int | None = None
     charges: int = 0
@@ -103,8 +104,12 @@ def _audit(report: KillReport, sim, data_dir: Path, manifest_keys: set[tuple[str
         "SELECT count(*) - count(DISTINCT (job_id, stem)) FROM stems",
         "SELECT count(*) - count(DISTINCT audio_id) FROM tracks",
     ))
-    for (summary,) in con.execute("SELECT summary FROM runs WHERE summary IS NOT NULL").fetchall():
-        report.settled_by_callback += json.loads(summary).get("reconciled", {}).get("matched_by_callback", 0)
+    # Intents whose taskId was learnt from the callback (the acceptance was recorded after it arrived):
+    # the process had died between the paid request and storing its answer.
+    report.settled_by_callback = con.execute(
+        "SELECT count(*) FROM spend s JOIN (SELECT token, min(received_at) AS first_at FROM callbacks GROUP BY token) c"
+        " ON c.token = s.job_id WHERE s.event = 'accepted' AND s.at > c.first_at"
+    ).fetchone()[0]
     report.killed_runs_left_running = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
     report.dangling_rows = sum(con.execute(q).fetchone()[0] for q in (
         "SELECT count(*) FROM stems s ANTI JOIN jobs j USING (job_id)",
@@ -165,20 +170,24 @@ def run_kill_test(*, kills: int, tracks: int = 12, seed: int = 1, workdir: Path 
                                         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait_http(f"http://127.0.0.1:{port}/callback/x", 60)
             command = [sys.executable, "-m", "stemcat", "run", str(manifest), "--base-url", sim.base_url,
-                       "--callback-url", f"http://127.0.0.1:{port}", "--rate-limit", "500", "--rate-window", "1",
+                       "--callback-url", f"http://127.0.0.1:{port}", "--rate-limit", "4", "--rate-window", "1",
                        "--poll-initial", "0.3", "--poll-max", "1", "--job-timeout", "60", "--batch-size", "4",
                        "--concurrency", "3"]
+            moments = ("charge", "download", "catalog", "random")
             while time.monotonic() - started < max_seconds:
                 report.runs += 1
                 child = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
                 if report.kills < kills:
-                    # Past interpreter start-up (~2-4 s here) into the flow, at a random moment.
-                    time.sleep(rng.uniform(2.5, 9.0))
+                    moment = moments[report.kills % len(moments)]
+                    if moment == "charge" and len(sim.ledger()) >= len(keys):
+                        moment = "download"  # everything is paid for: nothing left to interrupt there
+                    hit = _wait_for_moment(moment, child, sim, data_dir, rng)
                     if child.poll() is None:
                         child.send_signal(signal.SIGKILL)
                         child.wait()
                         report.kills += 1
+                        report.kills_by_moment[hit] = report.kills_by_moment.get(hit, 0) + 1
                         continue
                 else:
                     child.wait(timeout=max_seconds)
@@ -197,6 +206,29 @@ def run_kill_test(*, kills: int, tracks: int = 12, seed: int = 1, workdir: Path 
             server.wait(timeout=20)
     report.seconds = round(time.monotonic() - started, 1)
     return report
+
+
+def _wait_for_moment(moment: str, child: subprocess.Popen[bytes], sim, data_dir: Path, rng: random.Random,
+                     max_wait_s: float = 8.0) -> str:
+    """Block until the child is at `moment`, or a random moment if that never comes; returns what was hit.
+
+    charge   - the simulator just charged a submit whose answer it is still holding back
+               (the child has paid but not yet stored the taskId)
+    download - a stem is being streamed into its .part file
+    catalog  - a Parquet snapshot or catalog.duckdb is being written (a temp file exists)
+    random   - anywhere past interpreter start-up
+    """
+    charges_before = len(sim.ledger())
+    deadline = time.monotonic() + (rng.uniform(2.5, 9.0) if moment == "random" else max_wait_s)
+    while time.monotonic() < deadline and child.poll() is None:
+        if moment == "charge" and len(sim.ledger()) > charges_before:
+            return moment
+        if moment == "download" and any((data_dir / "stems").rglob("*.part")):
+            return moment
+        if moment == "catalog" and any(data_dir.glob("catalog/.*.tmp")) | any(data_dir.glob(".catalog.duckdb.*")):
+            return moment
+        time.sleep(0.005 if moment == "catalog" else 0.02)
+    return "random"
 
 
 def _pending_jobs(data_dir: Path) -> int:
