@@ -110,7 +110,7 @@ def _hours(value: float) -> str:
     """A duration given in hours, in the unit that reads best."""
     seconds = value * SECONDS_PER_HOUR
     if seconds == 0:
-        return "–"
+        return "-"
     if seconds < 60:
         return f"{seconds:.1f} s"
     if seconds < SECONDS_PER_HOUR:
