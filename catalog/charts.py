@@ -22,6 +22,7 @@ from catalog.atomic_files import replacing
 if TYPE_CHECKING:
     import duckdb
 
+CHARTS_DIRNAME = "charts"
 SPEND_CHART = "spend_over_time.png"
 HOURS_CHART = "stem_hours.png"
 QUALITY_CHART = "quality.png"
@@ -50,6 +51,18 @@ def write_charts(con: duckdb.DuckDBPyConnection, out_dir: Path, *, min_snr_db: f
         _save(figure, target)
         written.append(target)
     return written
+
+
+def write_catalog_charts(data_dir: Path, out_dir: Path | None = None, *, min_snr_db: float | None = None) -> list[Path]:
+    """Open the catalog of ``data_dir``, write its charts (default ``DATA_DIR/charts``), close it again."""
+    from catalog.duckdb_views import open_catalog
+
+    con = open_catalog(Path(data_dir))
+    try:
+        return write_charts(con, Path(out_dir) if out_dir is not None else Path(data_dir) / CHARTS_DIRNAME,
+                            min_snr_db=min_snr_db)
+    finally:
+        con.close()
 
 
 def _save(figure: Figure, target: Path) -> None:

@@ -104,3 +104,10 @@ def test_charts_of_an_empty_catalog_say_so(tmp_path: Path) -> None:
     con.close()
     assert [p.name for p in paths] == [SPEND_CHART, HOURS_CHART, QUALITY_CHART]
     assert all(p.stat().st_size > 5_000 for p in paths)
+
+
+def test_write_catalog_charts_defaults_to_the_data_dir(data_dir: Path) -> None:
+    from catalog.charts import write_catalog_charts
+
+    paths = write_catalog_charts(data_dir, min_snr_db=12.0)
+    assert [p.parent for p in paths] == [data_dir / "charts"] * 3 and all(p.is_file() for p in paths)
