@@ -23,11 +23,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from catalog import Ledger, RejectRow
+from catalog.charts import write_catalog_charts
 from flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
 from stemcat.settings import load_settings
 from suno_client import SunoClient, SunoError
 from tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
 from tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
+from tasks.analyze import analyze_batch
 from tasks.downloads import download_batch
 from tasks.limits import make_limiter
 from tasks.manifest import ManifestError, iter_manifest
@@ -123,7 +125,10 @@ async def process_batch(ctx: RunContext, items: list[WorkItem]) -> None:
     separated = await await_batch(ctx, new_ids, resumed) if new_ids or resumed else []
     finished = [i.job_id for i in by_action.get(Action.DOWNLOAD, []) if i.job_id]
     if separated or finished:
-        await download_batch(ctx, separated + finished)
+        results = await download_batch(ctx, separated + finished)
+        downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
+        if downloaded:  # quality figures, on the worker that downloaded, while the files are warm
+            await analyze_batch(ctx, downloaded)
 
 
 async def execute(ctx: RunContext, manifest: Path) -> None:
@@ -192,9 +197,16 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
         ledger.close()
 
 
-async def _publish_artifacts(summary: RunSummary) -> None:
+async def _publish_artifacts(summary: RunSummary, data_dir: Path) -> None:
     key = "stemcat-run-summary"
-    await create_markdown_artifact(key=key, markdown=summary.markdown(), description="stemcat run summary")
+    try:
+        charts = await asyncio.to_thread(write_catalog_charts, data_dir)
+    except Exception as error:  # charts are a convenience; the run's outcome must still be published
+        charts = []
+        summary.error = summary.error or f"charts not written: {error}"
+    links = "\n".join(f"- chart: `{path}`" for path in charts)
+    markdown = summary.markdown() + ("\n\n## Charts\n" + links if links else "")
+    await create_markdown_artifact(key=key, markdown=markdown, description="stemcat run summary")
     table = summary.type_table()
     if table:
         await create_table_artifact(key="stemcat-run-credits", table=table, description="credits by separation type")
@@ -283,5 +295,5 @@ async def separate_manifest(
                                   balance_after=summary.balance_after, summary=summary.model_dump(mode="json"),
                                   counts=summary.counts)
             await publish_catalog(ctx.ledger, options.data_dir)
-            await _publish_artifacts(summary)
+            await _publish_artifacts(summary, options.data_dir)
     return summary.model_dump(mode="json")

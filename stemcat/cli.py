@@ -17,8 +17,6 @@ from stemcat.settings import Settings, load_settings, quiet_prefect_environment
 quiet_prefect_environment()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-report_app = typer.Typer(no_args_is_help=True, help="Reports from the catalog (works while a run is in progress).")
-app.add_typer(report_app, name="report")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -27,12 +25,6 @@ class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
-
-
-class SpendBy(StrEnum):
-    day = "day"
-    type = "type"
-    run = "run"
 
 
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")]
@@ -142,35 +134,6 @@ def run_flow(params: dict[str, Any], *, verbose: bool = False) -> int:
     return int(summary["exit_code"])
 
 
-@report_app.command("spend")
-def report_spend(
-    by: Annotated[SpendBy, typer.Option(help="Group by day, type or run.")] = SpendBy.day,
-    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Credits spent, from the ledger, next to observed balance changes."""
-    from catalog import open_catalog
-    from catalog.reports import spend_report
-    from stemcat.display import print_frame
-
-    con = open_catalog(_data_dir(data_dir, load_settings()))
-    print_frame(console, spend_report(con, by=by.value), fmt.value, title=f"spend by {by.value}")
-
-
-@report_app.command("stems")
-def report_stems(
-    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Stems per type and name: counts, hours, silent ones."""
-    from catalog import open_catalog
-    from catalog.reports import stems_report
-    from stemcat.display import print_frame
-
-    con = open_catalog(_data_dir(data_dir, load_settings()))
-    print_frame(console, stems_report(con), fmt.value, title="stems")
-
-
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="SQL over the catalog views (tracks, jobs, stems, spend, runs, …).")],
@@ -216,6 +179,19 @@ def demo(
     from stemcat.demo import run_demo
 
     raise typer.Exit(run_demo(console, data_dir=data_dir, tracks=tracks))
+
+
+def _register_commands() -> None:
+    from stemcat.cmd_analyze import analyze_command
+    from stemcat.cmd_export import export_command
+    from stemcat.cmd_report import report_app
+
+    app.add_typer(report_app, name="report")
+    app.command("analyze")(analyze_command)
+    app.command("export")(export_command)
+
+
+_register_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -113,19 +113,21 @@ def test_each_run_publishes_its_summary_as_prefect_artifacts(sim, tmp_path):
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     manifest = make_tracks_manifest(sim, 2, tmp_path / "m.csv", types=("separate_vocal", "split_stem"))
     summary = run_flow(manifest, tmp_path / "data", sim.base_url)
 
     async def latest(key):
         async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                                sort=ArtifactSort.CREATED_DESC, limit=5)
             return found
 
     markdown = asyncio.run(latest("stemcat-run-summary"))
     assert any(summary["run_id"] in (a.data or "") for a in markdown)
     table = asyncio.run(latest("stemcat-run-credits"))
-    assert table and "split_stem" in str(table[-1].data)
+    assert table and "split_stem" in str(table[0].data)
 
 
 def test_missing_api_key_is_a_clear_configuration_error(tmp_path):
