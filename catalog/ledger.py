@@ -330,12 +330,14 @@ class Ledger:
         run_id: str,
         *,
         force: bool = False,
+        job_id: str | None = None,
     ) -> Job | None:
         """Atomically create the next ``intent`` attempt for (audio_id, separation_type), or return None.
 
         A new attempt is created when there is none yet, when the latest was ``not_submitted``, or
         when ``force`` is set. The intent and its ``+credits`` spend row are on disk before this returns,
-        so the caller may then send the paid request.
+        so the caller may then send the paid request. ``job_id`` lets the caller choose the token
+        (it is already inside the request's callback URL); by default a fresh uuid4 hex.
         """
         _require_text(audio_id, "audio_id")
         _require_text(task_id, "task_id")
@@ -355,7 +357,7 @@ class Ledger:
                 return None
             now = self._clock()
             job = Job(
-                job_id=uuid.uuid4().hex,
+                job_id=job_id or uuid.uuid4().hex,
                 audio_id=audio_id,
                 task_id=task_id,
                 separation_type=separation_type,

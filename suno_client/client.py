@@ -53,6 +53,10 @@ from suno_client.models import (
 from suno_client.pacing import RequestLimiter, SlidingWindowLimiter
 from suno_client.transport_errors import describe, provably_unsent, sanitized
 
+
+# Awaited once, right before a paid request leaves (see `SunoClient.submit`).
+BeforeSend = Callable[[], Awaitable[None]]
+
 logger = logging.getLogger("suno_client")
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -187,15 +191,25 @@ class SunoClient:
 
     # --- API calls -------------------------------------------------------------------------
 
-    async def submit(self, request: GenerateRequest) -> str:
+    async def submit(self, request: GenerateRequest, *, before_send: BeforeSend | None = None) -> str:
         """PAID. Ask for a separation and return its taskId.
 
         Re-sent only after a connect failure or a 405/430/455 (not executed). Any other
         failure after sending raises `SubmitOutcomeUnknown`: record the job as unknown,
         never resubmit it.
+
+        `before_send` is awaited once, after the rate limiter admitted the first attempt and
+        just before the request leaves: the place to record a durable intent, so that time
+        spent waiting for the limiter never counts as "maybe sent". Whatever it raises
+        propagates and nothing is sent.
         """
         body = request.to_wire()
-        return await self._retrying(_is_retryable_submit_error)(self._submit_once, body)
+        pending = [before_send] if before_send is not None else []
+
+        async def attempt() -> str:
+            return await self._submit_once(body, pending)
+
+        return await self._retrying(_is_retryable_submit_error)(attempt)
 
     async def record_info(self, task_id: str) -> SeparationRecord:
         """Status and stem URLs of a separation task."""
@@ -249,9 +263,9 @@ class SunoClient:
     async def _read(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
         return await self._retrying(_is_retryable_read_error)(self._call, "GET", path, params, None)
 
-    async def _submit_once(self, body: dict[str, str]) -> str:
+    async def _submit_once(self, body: dict[str, str], before_send: list[BeforeSend]) -> str:
         try:
-            envelope = await self._call("POST", SUBMIT_PATH, None, body)
+            envelope = await self._call("POST", SUBMIT_PATH, None, body, before_send)
             return parse_submitted_task_id(envelope)
         except TransportFailure as exc:
             if not exc.request_sent:
@@ -277,9 +291,12 @@ class SunoClient:
         path: str,
         params: dict[str, str] | None,
         json_body: dict[str, str] | None,
+        before_send: list[BeforeSend] | None = None,
     ) -> dict[str, Any]:
         """One rate-limited API request; raises the mapped `SunoError` for any failure."""
         await self._limiter.acquire()
+        while before_send:
+            await before_send.pop()()
         try:
             async with self._http.stream(
                 method,

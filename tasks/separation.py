@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from datetime import timedelta
 
 from prefect import task
@@ -26,6 +27,7 @@ from suno_client import (
     SubmitOutcomeUnknown,
     SunoError,
 )
+from catalog import Job
 from tasks.callbacks import callback_url
 from tasks.context import RunAborted, RunContext, WorkItem
 from tasks.planning import needs_force, next_poll_delay
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 
 URL_RETENTION = timedelta(days=14)
 EXIT_UNAUTHORIZED = 4
+
+
+class ClaimedElsewhere(Exception):
+    """Another run claimed this (audio_id, type) between planning and sending."""
 
 
 def _abort_if_run_fatal(error: SunoError) -> None:
@@ -52,25 +58,52 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
         ctx.stop_submitting("budget reached (--max-credits or balance)")
         ctx.counts["deferred"] += 1
         return None
-    job = await asyncio.to_thread(
-        ctx.ledger.claim, item.audio_id, item.task_id, item.separation_type, credits, ctx.run_id,
-        force=needs_force(item.status, ctx.options.policy),
+    # The intent is claimed inside the client, after the limiter admitted the request and just
+    # before it leaves: a crash while waiting for the limiter then leaves nothing ambiguous behind.
+    job_id = uuid.uuid4().hex
+    claimed: list[Job] = []
+
+    async def claim_intent() -> None:
+        job = await asyncio.to_thread(
+            ctx.ledger.claim, item.audio_id, item.task_id, item.separation_type, credits, ctx.run_id,
+            force=needs_force(item.status, ctx.options.policy), job_id=job_id,
+        )
+        if job is None:
+            raise ClaimedElsewhere(item.audio_id)
+        claimed.append(job)
+
+    request = GenerateRequest(
+        task_id=item.task_id, audio_id=item.audio_id, type=SeparationType(item.separation_type),
+        callback_url=callback_url(ctx.callback_base, ctx.secret, job_id),
     )
-    if job is None:  # another run claimed it first: it pays, we wait for its taskId
+    try:
+        remote_task_id = await ctx.client.submit(request, before_send=claim_intent)
+    except ClaimedElsewhere:  # another run claimed it first: it pays, we wait for its taskId
         ctx.budget.release(credits)
         ctx.counts["claimed_elsewhere"] += 1
         return await wait_for_owner(ctx, item)
-    request = GenerateRequest(
-        task_id=item.task_id, audio_id=item.audio_id, type=SeparationType(item.separation_type),
-        callback_url=callback_url(ctx.callback_base, ctx.secret, job.job_id),
-    )
-    try:
-        remote_task_id = await ctx.client.submit(request)
-    except SubmitOutcomeUnknown as error:
+    except BaseException as error:
+        if not claimed:  # nothing was recorded, so nothing was sent: no charge, nothing to settle
+            ctx.budget.release(credits)
+            if isinstance(error, SunoError):
+                _abort_if_run_fatal(error)
+                ctx.counts["not_submitted"] += 1
+                return None
+            raise
+        return await _settle_failed_submit(ctx, claimed[0], credits, error)
+    await asyncio.to_thread(ctx.ledger.mark_submitted, job_id, remote_task_id)
+    ctx.counts["submitted"] += 1
+    reporter().advance("submitted")
+    return job_id
+
+
+async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: BaseException) -> str | None:
+    """Record why a claimed submit did not return a taskId."""
+    if isinstance(error, SubmitOutcomeUnknown):
         await asyncio.to_thread(ctx.ledger.mark_unknown, job.job_id, str(error))
         ctx.counts["unknown"] += 1
         return None
-    except SunoError as error:
+    if isinstance(error, SunoError):
         # Every other client error means the API did not execute the call: no charge.
         await asyncio.to_thread(ctx.ledger.mark_not_submitted, job.job_id, error.code, str(error))
         ctx.budget.release(credits)
@@ -81,16 +114,11 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
         _abort_if_run_fatal(error)
         ctx.counts["not_submitted"] += 1
         return None
-    except BaseException as error:
-        # Anything unforeseen after the intent (a bug, a cancellation): we cannot know
-        # whether the POST left, so it is unknown, never silently retried.
-        await asyncio.to_thread(ctx.ledger.mark_unknown, job.job_id, f"interrupted: {error!r}")
-        ctx.counts["unknown"] += 1
-        raise
-    await asyncio.to_thread(ctx.ledger.mark_submitted, job.job_id, remote_task_id)
-    ctx.counts["submitted"] += 1
-    reporter().advance("submitted")
-    return job.job_id
+    # Anything unforeseen after the intent (a bug, a cancellation): we cannot know
+    # whether the POST left, so it is unknown, never silently retried.
+    await asyncio.to_thread(ctx.ledger.mark_unknown, job.job_id, f"interrupted: {error!r}")
+    ctx.counts["unknown"] += 1
+    raise error
 
 
 async def wait_for_owner(ctx: RunContext, item: WorkItem) -> str | None:
