@@ -215,6 +215,12 @@ class AdmissionBook:
         unused = set(tickets)
         self._log = deque(entry for entry in self._log if not (entry[1] in unused and entry[0] > now))
 
+    def arrived_late(self, tickets: Iterable[int], now: float) -> None:
+        """Move these admissions to `now` (their requests may have arrived that late)."""
+        late = set(tickets)
+        moved = [(max(at, now) if ticket in late else at, ticket) for at, ticket in self._log]
+        self._log = deque(sorted(moved))
+
     def throttle(self, now: float, retry_after: float | None, params: PacingParams) -> PacingState:
         self.state = after_throttle(self.state, now, retry_after, params)
         self._revoke(now)

@@ -129,6 +129,10 @@ class HttpAdmissionStore:
     async def recover(self, params: PacingParams, successes: int) -> PacingState:
         return _state(await self._post("recover", {**ParamsBody.of(params), "successes": successes}, StateReply))
 
+    async def arrived_late(self, tickets: Sequence[int]) -> None:
+        if tickets:
+            await self._post("late", {"tickets": list(tickets)}, ClaimReply)
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

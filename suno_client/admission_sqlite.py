@@ -80,6 +80,9 @@ class SqliteAdmissionStore:
     async def recover(self, params: PacingParams, successes: int) -> PacingState:
         return await self._run(self._update, lambda state, _now: after_successes(state, successes, params), False)
 
+    async def arrived_late(self, tickets: Sequence[int]) -> None:
+        await self._run(self._arrived_late, list(tickets))
+
     async def aclose(self) -> None:
         await self._run(self._close)
         self._executor.shutdown(wait=False)
@@ -195,6 +198,14 @@ class SqliteAdmissionStore:
         def body(conn: sqlite3.Connection, now: float) -> None:
             marks = ",".join("?" * len(tickets))
             conn.execute(f"DELETE FROM admissions WHERE at > ? AND ticket IN ({marks})", [now, *tickets])
+
+        if tickets:
+            self._transaction(body)
+
+    def _arrived_late(self, tickets: list[int]) -> None:
+        def body(conn: sqlite3.Connection, now: float) -> None:
+            marks = ",".join("?" * len(tickets))
+            conn.execute(f"UPDATE admissions SET at = max(at, ?) WHERE ticket IN ({marks})", [now, *tickets])
 
         if tickets:
             self._transaction(body)

@@ -116,6 +116,11 @@ def create_app(pacer: Pacer | None = None) -> Starlette:
         state.book(_budget(request)).release(body.tickets, state.now())
         return _json(ClaimReply(valid=[]))
 
+    async def late(request: Request) -> JSONResponse:
+        body = await _body(request, TicketsBody)
+        state.book(_budget(request)).arrived_late(body.tickets, state.now())
+        return _json(ClaimReply(valid=[]))
+
     async def throttle(request: Request) -> JSONResponse:
         body = await _body(request, ThrottleBody)
         params = body.params()
@@ -137,8 +142,8 @@ def create_app(pacer: Pacer | None = None) -> Starlette:
     async def bad_request(_request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=400)
 
-    actions = {"reserve": reserve, "claim": claim, "release": release, "throttle": throttle, "pause": pause,
-               "recover": recover}
+    actions = {"reserve": reserve, "claim": claim, "release": release, "late": late, "throttle": throttle,
+               "pause": pause, "recover": recover}
     routes = [Route(f"{API_PREFIX}/{{budget}}/{name}", handler, methods=["POST"]) for name, handler in actions.items()]
     routes.append(Route("/healthz", health, methods=["GET"]))
     return Starlette(routes=routes, exception_handlers={_BadRequest: bad_request})

@@ -66,6 +66,9 @@ DEFAULT_LOOKAHEAD_S = 0.2
 # connection and arrives late, so that admission is logged COLD_START_MARGIN_S late.
 COLD_AFTER_S = 5.0
 COLD_START_MARGIN_S = 0.5
+# A request whose answer comes later than this share of the guard (beyond the fastest round
+# trip seen) may have reached the API late: its admission is moved to the time of the answer.
+LATE_TOLERANCE_SHARE = 0.5
 MEMORY_STORE = "memory"
 STATE_DIR_ENV = "XDG_STATE_HOME"
 # Float rounding must not turn into an endless run of zero-length sleeps.
@@ -120,6 +123,10 @@ class AdmissionStore(Protocol):
 
     async def recover(self, params: PacingParams, successes: int) -> PacingState: ...
 
+    async def arrived_late(self, tickets: Sequence[int]) -> None:
+        """These admissions' requests may have reached the API as late as now: log them at now."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -148,6 +155,9 @@ class MemoryAdmissionStore:
     async def recover(self, params: PacingParams, successes: int) -> PacingState:
         return self._book.recover(successes, params)
 
+    async def arrived_late(self, tickets: Sequence[int]) -> None:
+        self._book.arrived_late(tickets, self._clock())
+
     async def aclose(self) -> None:
         return None
 
@@ -165,14 +175,16 @@ class _Reports:
         self.throttles: list[float | None] = []
         self.pause_s: float | None = None
         self.successes = 0
+        self.late: list[int] = []
 
     def __bool__(self) -> bool:
-        return bool(self.throttles) or self.pause_s is not None or self.successes > 0
+        return bool(self.throttles or self.late) or self.pause_s is not None or self.successes > 0
 
     def take(self) -> _Reports:
         taken = _Reports()
-        taken.throttles, taken.pause_s, taken.successes = self.throttles, self.pause_s, self.successes
-        self.throttles, self.pause_s, self.successes = [], None, 0
+        taken.throttles, taken.pause_s, taken.successes, taken.late = (
+            self.throttles, self.pause_s, self.successes, self.late)
+        self.throttles, self.pause_s, self.successes, self.late = [], None, 0, []
         return taken
 
     def put_back(self, other: _Reports) -> None:
@@ -180,6 +192,19 @@ class _Reports:
         if other.pause_s is not None:
             self.pause_s = max(other.pause_s, self.pause_s or 0.0)
         self.successes += other.successes
+        self.late = other.late + self.late
+
+
+@dataclass(frozen=True)
+class _Admission:
+    """The slot the current task's request went out on (see `SharedLimiter.succeeded`)."""
+
+    limiter: int  # id() of the limiter that granted it
+    ticket: int
+    due: float
+
+
+_admission: ContextVar[_Admission | None] = ContextVar("stemcat_admission", default=None)
 
 
 class SharedLimiter:
@@ -208,7 +233,7 @@ class SharedLimiter:
         self._max_ahead = max_ahead
         self._weights = {RequestClass.SUBMIT: 1.0 - poll_share, RequestClass.POLL: poll_share}
         self._passes = dict.fromkeys(RequestClass, 0.0)
-        self._waiters: dict[RequestClass, deque[asyncio.Future[None]]] = {c: deque() for c in RequestClass}
+        self._waiters: dict[RequestClass, deque[asyncio.Future[_LocalSlot]]] = {c: deque() for c in RequestClass}
         self._slots: deque[_LocalSlot] = deque()
         self._reports = _Reports()
         self._store_lock = asyncio.Lock()
@@ -217,40 +242,64 @@ class SharedLimiter:
         self._wakeup: asyncio.Future[None] | None = None
         self._factor = 1.0
         self._last_grant: float | None = None
-        # A slot granted later than this after it was due would make its request arrive late
-        # enough to share a window with a later one: it is dropped (unused) instead.
-        self._late_tolerance_s = (self._params.guarded_window - window_s) / 2
+        self._late_tolerance_s = (self._params.guarded_window - window_s) * LATE_TOLERANCE_SHARE
+        self._fastest_answer_s = math.inf
         self.admitted = 0
         self.throttle_count = 0
         self.pause_count = 0
-        self.late_slots_dropped = 0
+        self.late_requests = 0
         self.granted_by_class: dict[RequestClass, int] = dict.fromkeys(RequestClass, 0)
 
     # --- RequestLimiter ---------------------------------------------------------------------
 
     async def acquire(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[_LocalSlot] = asyncio.get_running_loop().create_future()
         self._waiters[_request_class.get()].append(waiter)
         self._ensure_dispatcher()
-        await waiter
+        slot = await waiter
+        # Same task as the request: `succeeded` finds out which slot the request went out on.
+        _admission.set(_Admission(id(self), slot.ticket, slot.due))
         self.admitted += 1
 
     def throttled(self, retry_after: float | None) -> None:
+        _admission.set(None)  # a refused request does not occupy the window
         self.throttle_count += 1
         self._reports.throttles.append(retry_after)
         self._revoke_local_slots()
         self._schedule_flush()
 
     def paused(self, seconds: float) -> None:
+        _admission.set(None)
         self.pause_count += 1
         self._reports.pause_s = max(seconds, self._reports.pause_s or 0.0)
         self._revoke_local_slots()
         self._schedule_flush()
 
     def succeeded(self) -> None:
+        self._note_answer()
         # At full rate there is nothing to recover: no store write per request.
         if self._factor < 1.0:
             self._reports.successes += 1
+            self._schedule_flush()
+
+    def _note_answer(self) -> None:
+        """Move the admission of a request that may have arrived late to now (an upper bound).
+
+        A busy event loop can send a request long after its slot; if it reached the API late
+        enough to share a window with the request `limit` slots later, that one would be
+        refused. The answer bounds the arrival from above, and the later slot is reserved
+        about a window from now, so correcting the log here keeps it exact on arrival.
+        """
+        admission = _admission.get()
+        if admission is None or admission.limiter != id(self):
+            return
+        _admission.set(None)
+        elapsed = self._clock() - admission.due
+        self._fastest_answer_s = min(self._fastest_answer_s, elapsed)
+        if elapsed > self._fastest_answer_s + self._late_tolerance_s:
+            self.late_requests += 1
+            logger.debug("a request was answered %.0f ms after its slot: its admission moves", elapsed * 1000)
+            self._reports.late.append(admission.ticket)
             self._schedule_flush()
 
     # --- introspection ------------------------------------------------------------------------
@@ -287,7 +336,7 @@ class SharedLimiter:
 
     # --- dispatching --------------------------------------------------------------------------
 
-    def _live_waiters(self, request_class: RequestClass) -> deque[asyncio.Future[None]]:
+    def _live_waiters(self, request_class: RequestClass) -> deque[asyncio.Future[_LocalSlot]]:
         queue = self._waiters[request_class]
         while queue and queue[0].done():  # cancelled while waiting
             queue.popleft()
@@ -351,16 +400,11 @@ class SharedLimiter:
         if len(valid) < len(due):
             # Revoked by a throttle or pause somewhere: later local slots went with them.
             self._slots.clear()
-        now = self._clock()
         for slot in due:
-            if slot.ticket not in valid:
-                continue
-            if now - slot.due > self._late_tolerance_s:
-                self.late_slots_dropped += 1
-                continue
-            self._grant()
+            if slot.ticket in valid:
+                self._grant(slot)
 
-    def _grant(self) -> None:
+    def _grant(self, slot: _LocalSlot) -> None:
         """Hand one admission to the waiter the poll policy picks (stride scheduling)."""
         waiting = [c for c in RequestClass if self._live_waiters(c)]
         if not waiting:
@@ -373,7 +417,7 @@ class SharedLimiter:
         for other in RequestClass:
             if other is not chosen and other not in waiting:
                 self._passes[other] = max(self._passes[other], self._passes[chosen])
-        self._live_waiters(chosen).popleft().set_result(None)
+        self._live_waiters(chosen).popleft().set_result(slot)
         self.granted_by_class[chosen] += 1
         self._last_grant = self._clock()
 
@@ -442,6 +486,8 @@ class SharedLimiter:
                 state = await self._store.pause(reports.pause_s)
             if reports.successes:
                 state = await self._store.recover(self._params, reports.successes)
+            if reports.late:
+                await self._store.arrived_late(reports.late)
         except BaseException:
             self._reports.put_back(reports)
             raise

@@ -91,6 +91,18 @@ def test_a_cold_first_slot_counts_as_late_for_the_slots_after_it() -> None:
     assert planned[-1][0] == pytest.approx(0.5 + PARAMS.guarded_window)  # its window starts late too
 
 
+def test_a_late_arrival_moves_its_admission_and_pushes_back_the_slot_a_window_later() -> None:
+    params = PacingParams(limit=3, window_s=1.0)
+    book = AdmissionBook()
+    first, second, third = book.reserve(0.0, params, 3).slots
+    book.arrived_late([first.ticket], now=0.4)  # its request was answered 0.4 s after its slot
+    (fourth,) = book.reserve(0.0, params, 1).slots
+    # Three admissions now sit in [second's slot, 0.4 + …]: the fourth waits a window after the
+    # second, where it would have waited only a window after the first (1.1 s).
+    assert fourth.wait_s == pytest.approx(second.wait_s + params.guarded_window)
+    assert book.claim([first.ticket, second.ticket, third.ticket]) == {first.ticket, second.ticket, third.ticket}
+
+
 def test_book_release_returns_only_future_slots() -> None:
     book = AdmissionBook()
     slots = book.reserve(0.0, PARAMS, 3).slots

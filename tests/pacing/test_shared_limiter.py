@@ -185,3 +185,25 @@ async def test_success_at_full_rate_writes_nothing_to_the_store() -> None:
     await asyncio.sleep(0.01)
     assert store.recoveries == 0
     await limiter.aclose()
+
+
+class LateRecordingStore(MemoryAdmissionStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.late: list[int] = []
+
+    async def arrived_late(self, tickets: Sequence[int]) -> None:
+        self.late.extend(tickets)
+        await super().arrived_late(tickets)
+
+
+async def test_a_request_answered_late_has_its_admission_moved_and_only_that_one() -> None:
+    store = LateRecordingStore()
+    limiter = SharedLimiter(store, 50, 1.0)
+    for stall_s in (0.0, 0.0, 0.3, 0.0):  # the third request is held up (a busy event loop)
+        await limiter.acquire()
+        await asyncio.sleep(stall_s)
+        limiter.succeeded()
+    await asyncio.sleep(0.01)  # written by a background task
+    assert limiter.late_requests == 1 and len(store.late) == 1
+    await limiter.aclose()
