@@ -14,8 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 DEMO_QUERY = (
-    "SELECT separation_type, stem, count(*) AS files, round(sum(duration_s), 1) AS seconds "
-    "FROM stems WHERE status = 'downloaded' GROUP BY ALL ORDER BY separation_type, stem"
+    "SELECT separation_type, stem, count(*) AS files, count(*) FILTER (WHERE silent) AS silent, "
+    "round(sum(duration_s), 1) AS seconds FROM stems WHERE status = 'downloaded' "
+    "GROUP BY ALL ORDER BY separation_type, stem"
 )
 
 

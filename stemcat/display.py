@@ -79,6 +79,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
                       f"{counts.get('unknown', 0)} unknown, {counts.get('timed_out', 0)} timed out"),
         ("downloaded", f"{counts.get('downloaded', 0)} jobs, {counts.get('stems_downloaded', 0)} stem files "
                        f"({counts.get('bytes_downloaded', 0) / 1e6:.1f} MB)"),
+        ("quality", f"{counts.get('stems_analysed', 0)} stems analysed, {counts.get('silent_stems', 0)} silent, "
+                    f"{counts.get('low_snr', 0)} separations below the SNR floor"),
         ("credits", f"{summary.get('credits_committed', 0)} committed; balance "
                     f"{summary.get('balance_before')} → {summary.get('balance_after')}"),
         ("catalog", summary.get("catalog_path", "")),

@@ -8,6 +8,7 @@ Prefect parameter, so the client reads it itself).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -60,3 +61,8 @@ def quiet_prefect_environment() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     os.environ.setdefault("PREFECT_CLI_COLORS", "true")
+    if os.environ["PREFECT_LOGGING_LEVEL"] != "INFO":
+        # Prefect's background workers log under their class names, outside the "prefect" tree,
+        # so the level above does not reach their shutdown chatter.
+        for worker in ("EventsWorker", "APILogWorker"):
+            logging.getLogger(worker).setLevel(logging.ERROR)
