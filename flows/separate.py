@@ -127,8 +127,15 @@ async def process_batch(ctx: RunContext, items: list[WorkItem]) -> None:
     if separated or finished:
         results = await download_batch(ctx, separated + finished)
         downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
-        if downloaded:  # quality figures, on the worker that downloaded, while the files are warm
-            await analyze_batch(ctx, downloaded)
+        fresh = await asyncio.to_thread(_not_analysed, ctx.ledger, downloaded)
+        if fresh:  # quality figures, on the worker that downloaded, while the files are warm
+            await analyze_batch(ctx, fresh)
+
+
+def _not_analysed(ledger: Ledger, job_ids: list[str]) -> list[str]:
+    """Jobs without quality figures yet (a rerun re-verifies files but does not re-measure them)."""
+    jobs = (ledger.get_job(job_id) for job_id in job_ids)
+    return [job.job_id for job in jobs if job is not None and job.analyzed_at is None]
 
 
 async def execute(ctx: RunContext, manifest: Path) -> None:
