@@ -174,15 +174,19 @@ def run_kill_test(*, kills: int, tracks: int = 12, seed: int = 1, workdir: Path 
                        "--poll-initial", "0.3", "--poll-max", "1", "--job-timeout", "60", "--batch-size", "4",
                        "--concurrency", "3"]
             moments = ("charge", "download", "catalog", "random")
+            natural_s: float | None = None  # how long the last run that ended by itself took
             while time.monotonic() - started < max_seconds:
                 report.runs += 1
+                run_started = time.monotonic()
                 child = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
                 if report.kills < kills:
                     moment = moments[report.kills % len(moments)]
                     if moment == "charge" and len(sim.ledger()) >= len(keys):
                         moment = "download"  # everything is paid for: nothing left to interrupt there
-                    hit = _wait_for_moment(moment, child, sim, data_dir, rng)
+                    if moment == "download" and _pending_jobs(data_dir) == 0 and len(sim.ledger()) >= len(keys):
+                        moment = "catalog"  # every stem is home: reruns still write the catalog
+                    hit = _wait_for_moment(moment, child, sim, data_dir, rng, natural_s)
                     if child.poll() is None:
                         child.send_signal(signal.SIGKILL)
                         child.wait()
@@ -191,6 +195,8 @@ def run_kill_test(*, kills: int, tracks: int = 12, seed: int = 1, workdir: Path 
                         continue
                 else:
                     child.wait(timeout=max_seconds)
+                # It ended on its own: aim random kills inside the length of such a run next time.
+                natural_s = time.monotonic() - run_started
                 code = child.returncode
                 pending = _pending_jobs(data_dir)
                 if code in (0, 1) and pending == 0 and report.kills >= kills:
@@ -209,7 +215,7 @@ def run_kill_test(*, kills: int, tracks: int = 12, seed: int = 1, workdir: Path 
 
 
 def _wait_for_moment(moment: str, child: subprocess.Popen[bytes], sim, data_dir: Path, rng: random.Random,
-                     max_wait_s: float = 8.0) -> str:
+                     natural_s: float | None = None, max_wait_s: float = 8.0) -> str:
     """Block until the child is at `moment`, or a random moment if that never comes; returns what was hit.
 
     charge   - the simulator just charged a submit whose answer it is still holding back
@@ -219,7 +225,8 @@ def _wait_for_moment(moment: str, child: subprocess.Popen[bytes], sim, data_dir:
     random   - anywhere past interpreter start-up
     """
     charges_before = len(sim.ledger())
-    deadline = time.monotonic() + (rng.uniform(2.5, 9.0) if moment == "random" else max_wait_s)
+    latest = 9.0 if natural_s is None else max(2.2, 0.9 * natural_s)
+    deadline = time.monotonic() + (rng.uniform(2.0, latest) if moment == "random" else max_wait_s)
     while time.monotonic() < deadline and child.poll() is None:
         if moment == "charge" and len(sim.ledger()) > charges_before:
             return moment
