@@ -28,6 +28,7 @@ from suno_client import (
     SunoError,
 )
 from catalog import Job
+from suno_client.shared_pacing import polling
 from tasks.callbacks import callback_url
 from tasks.context import RunAborted, RunContext, WorkItem
 from tasks.planning import needs_force, next_poll_delay
@@ -197,7 +198,8 @@ async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool) -> st
                 event.clear()
             first_poll_now = False
             try:
-                record = await ctx.client.record_info(job.remote_task_id)
+                with polling():  # polls yield to submits under the shared budget's poll share
+                    record = await ctx.client.record_info(job.remote_task_id)
             except SunoError as error:
                 _abort_if_run_fatal(error)
                 log.warning("polling job %s failed: %s (it stays submitted)", job_id, error)
