@@ -1,0 +1,133 @@
+"""`python -m benchmarks [--quick] [--only N ...]`: run the suite and print the markdown table.
+
+Every row is measured in this one invocation, on this machine; see benchmarks/README.md for
+what each row means. `--quick` is the smoke size the test suite runs (numbers meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from benchmarks import row1_pacing, row2_throughput, row3_downloads, row4_dry_run, row5_spend_report
+from benchmarks.environment import BenchEnv
+from benchmarks.machine import describe_machine
+from benchmarks.row1_pacing import DOCUMENTED_LIMIT, DOCUMENTED_WINDOW_S, Cap
+from benchmarks.table import Row, render_markdown
+
+ROW_IDS = ("1", "2", "3", "4", "5")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is."""
+
+    sustain_s: float
+    pair_s: float
+    cap: Cap
+    throughput: tuple[int, ...]
+    download_songs: int
+    download_song_s: float
+    download_rounds: int
+    dry_run_rows: int
+    catalog_stems: int
+    overhead_tasks: int
+
+
+FULL = Sizes(
+    sustain_s=600.0, pair_s=120.0, cap=Cap(DOCUMENTED_LIMIT, DOCUMENTED_WINDOW_S), throughput=(100, 1_000, 10_000),
+    download_songs=8, download_song_s=30.0, download_rounds=3, dry_run_rows=1_000_000, catalog_stems=1_000_000,
+    overhead_tasks=200,
+)
+QUICK = Sizes(
+    sustain_s=3.0, pair_s=3.0, cap=Cap(10, 1.0), throughput=(10,), download_songs=2, download_song_s=2.0,
+    download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10,
+)
+
+
+def _scenarios(sizes: Sizes) -> dict[str, Callable[[BenchEnv], list[Row]]]:
+    return {
+        "1": lambda env: row1_pacing.measure(env, seconds=sizes.sustain_s, pair_seconds=sizes.pair_s, cap=sizes.cap),
+        "2": lambda env: row2_throughput.measure(env, sizes.throughput, overhead_tasks=sizes.overhead_tasks),
+        "3": lambda env: row3_downloads.measure(env, songs=sizes.download_songs, seconds=sizes.download_song_s,
+                                                rounds=sizes.download_rounds),
+        "4": lambda env: row4_dry_run.measure(env, rows=sizes.dry_run_rows),
+        "5": lambda env: row5_spend_report.measure(env, stem_rows=sizes.catalog_stems),
+    }
+
+
+def _load() -> str:
+    try:
+        return ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def run_suite(sizes: Sizes, only: Sequence[str], env: BenchEnv, *, log: Callable[[str], None]) -> list[Row]:
+    """Measure the chosen rows in order; a row that fails becomes a FAILED line, the others still run."""
+    rows: list[Row] = []
+    for row_id, scenario in _scenarios(sizes).items():
+        if row_id not in only:
+            continue
+        started = time.perf_counter()
+        log(f"row {row_id}: running (load average {_load()})")
+        try:
+            rows.extend(scenario(env))
+        except Exception as error:  # reported in the table; the run's exit status says so too
+            log(traceback.format_exc())
+            rows.append(Row(row_id, "FAILED", f"{type(error).__name__}: {str(error)[:200]}"))
+        log(f"row {row_id}: {time.perf_counter() - started:.0f} s")
+    return rows
+
+
+def report(rows: Sequence[Row], *, quick: bool, load_before: str, load_after: str) -> str:
+    notes = [
+        f"Machine: {describe_machine()}. Load average (1, 5, 15 min) before: {load_before}; after: {load_after}.",
+        "Simulator clock: real time throughout (no acceleration); its rate window is always real time.",
+    ]
+    if quick:
+        notes.insert(0, "QUICK smoke sizes: the numbers mean nothing.")
+    return render_markdown(rows) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smallest sizes (what the test suite runs)")
+    parser.add_argument("--only", action="append", choices=ROW_IDS, help="run only this row (repeatable)")
+    parser.add_argument("--sustain-seconds", type=float, help="length of row 1b (default 600)")
+    parser.add_argument("--pair-seconds", type=float, help="length of rows 1a, 1c and 1d (default 120)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="track counts of row 2 (default 100 1000 10000)")
+    parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    parser.add_argument("--workdir", type=Path, help="keep scratch files here instead of a temp dir")
+    parser.add_argument("--cache-dir", type=Path, help="rendered simulator audio (default ~/.cache/stemcat-bench)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.sustain_seconds:
+        sizes = replace(sizes, sustain_s=args.sustain_seconds)
+    if args.pair_seconds:
+        sizes = replace(sizes, pair_s=args.pair_seconds)
+    if args.sizes:
+        sizes = replace(sizes, throughput=tuple(args.sizes))
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    load_before = _load()
+    with BenchEnv(workdir=args.workdir, cache_dir=args.cache_dir) as env:
+        log(f"Prefect server up in {env.prefect_start_s:.1f} s; scratch in {env.root}")
+        rows = run_suite(sizes, args.only or ROW_IDS, env, log=log)
+    text = report(rows, quick=args.quick, load_before=load_before, load_after=_load())
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 1 if any(row.measure == "FAILED" for row in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
