@@ -106,7 +106,7 @@ def _reason(error: Exception) -> str:
 
 
 class _DuplicateFilter:
-    """Remembers row keys by a 64-bit digest in an open-addressing table: at most 24 bytes a row.
+    """Remembers row keys by a 64-bit digest in an open-addressing table: 12 bytes a slot, 24–48 a row.
 
     A dict of Python ints costs about 100 bytes a row: a fifth of the 500 MB a million-row
     `--dry-run` may use. Digest 0 marks an empty slot (a real 0 is stored as 1).
