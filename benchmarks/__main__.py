@@ -38,6 +38,7 @@ class Sizes:
     dry_run_rows: int
     catalog_stems: int
     overhead_tasks: int
+    quick: bool = False
 
 
 FULL = Sizes(
@@ -47,13 +48,14 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     sustain_s=3.0, pair_s=3.0, cap=Cap(10, 1.0), throughput=(10,), download_songs=2, download_song_s=2.0,
-    download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10,
+    download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10, quick=True,
 )
 
 
 def _scenarios(sizes: Sizes) -> dict[str, Callable[[BenchEnv], list[Row]]]:
     return {
-        "1": lambda env: row1_pacing.measure(env, seconds=sizes.sustain_s, pair_seconds=sizes.pair_s, cap=sizes.cap),
+        "1": lambda env: row1_pacing.measure(env, seconds=sizes.sustain_s, pair_seconds=sizes.pair_s, cap=sizes.cap,
+                                             quick=sizes.quick),
         "2": lambda env: row2_throughput.measure(env, sizes.throughput, overhead_tasks=sizes.overhead_tasks),
         "3": lambda env: row3_downloads.measure(env, songs=sizes.download_songs, seconds=sizes.download_song_s,
                                                 rounds=sizes.download_rounds),

@@ -193,10 +193,13 @@ def measure_two_runs(env: BenchEnv, cap: Cap, seconds: float, *, through_pacer: 
                           f"measured; {store}")
 
 
-def measure(env: BenchEnv, *, seconds: float, pair_seconds: float, cap: Cap) -> list[Row]:
-    return [
-        measure_client_submits(env, cap, min(seconds, pair_seconds)),
-        measure_flow_runs(env, cap, seconds),
-        measure_two_runs(env, cap, pair_seconds, through_pacer=False),
-        measure_two_runs(env, cap, pair_seconds, through_pacer=True),
-    ]
+def measure(env: BenchEnv, *, seconds: float, pair_seconds: float, cap: Cap, quick: bool = False) -> list[Row]:
+    """Rows 1a–1d; `quick` (the smoke test) runs 1a only: the others need flow processes and tens of seconds."""
+    rows = [measure_client_submits(env, cap, min(seconds, pair_seconds))]
+    if not quick:
+        rows += [
+            measure_flow_runs(env, cap, seconds),
+            measure_two_runs(env, cap, pair_seconds, through_pacer=False),
+            measure_two_runs(env, cap, pair_seconds, through_pacer=True),
+        ]
+    return rows

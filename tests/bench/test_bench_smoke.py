@@ -38,3 +38,16 @@ def test_table_rendering_escapes_cells_and_groups_sub_rows() -> None:
     assert text.splitlines()[2] == "| 2b | a \\| b | 1 | — | — |  |"
     assert "x y" in text
     assert [row.group for row in rows] == ["2", "5"]
+
+
+def test_sustained_rate_skips_the_first_window_and_counts_on_arrival() -> None:
+    from benchmarks.row1_pacing import Cap, sustained
+    from benchmarks.simulation import CounterSample
+
+    cap = Cap(20, 10.0)
+    # Idle for 5 s, then 2 requests a second (one submit, one poll) for 60 s.
+    samples = [CounterSample(at=float(t), api_requests=max(0, 2 * (t - 5)), submits=max(0, t - 5), polls=0,
+                             refused_430=0) for t in range(0, 66)]
+    result = sustained(samples, cap, refused=0, max_in_window=20)
+    assert result.seconds == 49.0  # from one window after the first request (t=6 → 16) to the end (t=65)
+    assert result.api_rate == 2.0 and result.submit_rate == 1.0

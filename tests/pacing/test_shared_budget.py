@@ -26,7 +26,7 @@ WINDOW = 2.0
 # 300 ms of guard: on a loaded 2-core machine a process can be descheduled for a tenth of a
 # second between its slot and its request reaching the simulator.
 SAFETY = 0.15
-PER_PROCESS = 10
+PER_PROCESS = 7
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,9 +72,10 @@ def assert_shared_cap(sim: SimServer, results: list[dict[str, list]], rate_limit
     assert all(not r["errors"] for r in results)
     assert len(admissions) == 2 * PER_PROCESS
     assert busiest_window(admissions, WINDOW) <= LIMIT
-    # Together, not each: the pair runs at the one budget, close to the cap.
+    # Together, not each: the pair shares the one budget (two separate ones would be twice the cap).
+    # The floor allows for the guard and each process's cold start (logged half a second late).
     rate = (len(admissions) - 1) / (max(admissions) - min(admissions))
-    assert 0.7 * LIMIT / WINDOW <= rate <= LIMIT / WINDOW
+    assert 0.5 * LIMIT / WINDOW <= rate <= LIMIT / WINDOW
 
 
 def test_two_processes_sharing_a_sqlite_store_stay_under_the_cap(sim: SimServer, tmp_path: Path) -> None:
