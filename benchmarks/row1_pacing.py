@@ -118,7 +118,8 @@ def measure_client_submits(env: BenchEnv, cap: Cap, seconds: float) -> Row:
         stats = sim.stats()
     result = sustained(sampler.samples, cap, stats.rate_limited, stats.max_requests_in_window)
     rate, refusals = _cells(result, cap, submits_only=True)
-    return Row("1a", "sustained submit rate at the cap · 430s (client alone, paid submits only)", f"{rate}; {refusals}",
+    return Row("1a", "sustained submit rate at the cap · 430s (client alone, paid submits only)",
+               f"{rate}; {refusals}",
                conditions=f"cap {cap.describe()}; {result.seconds:.0f} s measured; 32 concurrent submitters; "
                           "default per-key SQLite store")
 

@@ -110,7 +110,8 @@ def measure(env: BenchEnv, sizes: Sequence[int], *, overhead_tasks: int = 200) -
             row_id=f"2{letter}",
             measure=f"end-to-end, {tracks:,} tracks: tracks/s · peak RSS",
             stemcat=f"{tracks / flow.wall_s:.1f} tracks/s · {flow.peak_rss_mb:.0f} MB ({flow.wall_s:.1f} s)",
-            baseline=f"{tracks / baseline.wall_s:.1f} tracks/s · {baseline.peak_rss_mb:.0f} MB ({baseline.wall_s:.1f} s)",
+            baseline=(f"{tracks / baseline.wall_s:.1f} tracks/s · {baseline.peak_rss_mb:.0f} MB "
+                      f"({baseline.wall_s:.1f} s)"),
             ratio=f"{ratio(flow.wall_s, baseline.wall_s)} time",
             conditions=conditions,
         ))

@@ -22,6 +22,14 @@ and hands it to the waiting request that the poll policy picks. A 405/430 (`thro
 every process, and revokes every reserved future slot, so the whole key slows down, not just
 the request that was refused. Each success recovers the rate by a small step.
 
+Exact on arrival, not just on paper: the API counts a request when it arrives, which can be
+after its slot. Three things keep the two close. The window the rules enforce is the API's
+plus a guard (2%, at least 0.1 s). A process that has not sent for a while is "cold" (its next
+request opens a connection): its first admission is logged half a second late. And a request
+answered unusually long after its slot (a busy event loop sent it late) has its admission moved
+to the time of the answer, an upper bound of its arrival, long before the slot a window later
+is reserved.
+
 Poll policy: API calls made inside `polling()` are polls. When polls and other calls (submits)
 wait at the same time, polls get at most `poll_share` of the admissions (stride scheduling);
 when only one kind waits it gets the whole budget. Per-job poll cadence (back-off) is the

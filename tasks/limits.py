@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import os
 
-from suno_client import API_KEY_ENV, RequestLimiter
+from suno_client import API_KEY_ENV
 from suno_client.shared_pacing import DEFAULT_POLL_SHARE, SharedLimiter, open_admission_store
 from tasks.context import RunOptions
 
 
-def make_limiter(options: RunOptions) -> RequestLimiter:
-    """The shared, exact limiter at the configured rate, on the store `options.rate_store` names."""
+def make_limiter(options: RunOptions) -> SharedLimiter:
+    """The shared, exact limiter at the configured rate, on the store `options.rate_store` names.
+
+    Close it with `await limiter.aclose()` when the run ends (gives back reserved slots).
+    """
     # The key is only hashed into the budget's name here; like the client, read it from the
     # environment so it never becomes a flow parameter.
     store = open_admission_store(
         options.rate_store, base_url=options.base_url, api_key=os.environ.get(API_KEY_ENV, "").strip()
     )
-    poll_share = getattr(options, "poll_share", DEFAULT_POLL_SHARE)
+    # `RunOptions.poll_share` once the run options carry it; the documented default until then.
+    poll_share = float(getattr(options, "poll_share", DEFAULT_POLL_SHARE))
     return SharedLimiter(store, options.rate_limit, options.rate_window_s, poll_share=poll_share)
