@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from suno_client.pacing import AdaptiveRate, next_admission_time
 
-DEFAULT_SAFETY = 0.02
+DEFAULT_SAFETY = 0.01
 # However short the window, leave this much room for scheduling and network jitter: a request
 # is counted where it arrives, a little after its slot.
 MIN_GUARD_S = 0.1
@@ -49,7 +49,7 @@ class PacingParams:
 
     @property
     def guarded_window(self) -> float:
-        """The window the rules enforce: a little longer than the API's, for jitter (2%, at least 0.1 s)."""
+        """The window the rules enforce: a little longer than the API's, for jitter (1%, at least 0.1 s)."""
         return self.window_s + max(self.window_s * self.safety, MIN_GUARD_S)
 
     @property
@@ -170,6 +170,18 @@ def clock_went_back(newest: float | None, now: float) -> bool:
     return newest is not None and newest - now > CLOCK_JUMP_S
 
 
+def arrival_bounds(tickets: Sequence[int], now: float, ages_s: Sequence[float] | None) -> dict[int, float]:
+    """Ticket -> the latest time its request may have arrived: `now` less its age (none: now)."""
+    if ages_s is None:
+        return dict.fromkeys(tickets, now)
+    if len(ages_s) != len(tickets):
+        raise ValueError("one age per ticket")
+    bounds: dict[int, float] = {}
+    for ticket, age in zip(tickets, ages_s, strict=True):
+        bounds[ticket] = max(bounds.get(ticket, -math.inf), now - max(0.0, age))
+    return bounds
+
+
 def budget_id(base_url: str, api_key: str) -> str:
     """Stable name of a key's budget at one API: a hash of the base URL and of the key's hash.
 
@@ -215,10 +227,13 @@ class AdmissionBook:
         unused = set(tickets)
         self._log = deque(entry for entry in self._log if not (entry[1] in unused and entry[0] > now))
 
-    def arrived_late(self, tickets: Iterable[int], now: float) -> None:
-        """Move these admissions to `now` (their requests may have arrived that late)."""
-        late = set(tickets)
-        moved = [(max(at, now) if ticket in late else at, ticket) for at, ticket in self._log]
+    def arrived_late(self, tickets: Sequence[int], now: float, ages_s: Sequence[float] | None = None) -> None:
+        """Move these admissions to `now` less their age (their requests may have arrived that late).
+
+        An admission already logged later stays where it is.
+        """
+        late = arrival_bounds(tickets, now, ages_s)
+        moved = [(max(at, late[ticket]) if ticket in late else at, ticket) for at, ticket in self._log]
         self._log = deque(sorted(moved))
 
     def throttle(self, now: float, retry_after: float | None, params: PacingParams) -> PacingState:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from suno_client.admission import (
     MAX_FIRST_MARGIN_S,
@@ -68,6 +68,20 @@ class PauseBody(_Wire):
 
 class TicketsBody(_Wire):
     tickets: list[int] = Field(max_length=10_000)
+
+
+class LateBody(TicketsBody):
+    """Admissions whose requests may have arrived as late as `ages_s` seconds ago (none: now)."""
+
+    ages_s: list[float] | None = Field(default=None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_age_per_ticket(self) -> LateBody:
+        if self.ages_s is not None and len(self.ages_s) != len(self.tickets):
+            raise ValueError("one age per ticket")
+        if self.ages_s is not None and not all(0 <= age <= 86_400 for age in self.ages_s):
+            raise ValueError("ages must be in [0, 86400] seconds")
+        return self
 
 
 class SlotReply(_Wire):
@@ -129,9 +143,14 @@ class HttpAdmissionStore:
     async def recover(self, params: PacingParams, successes: int) -> PacingState:
         return _state(await self._post("recover", {**ParamsBody.of(params), "successes": successes}, StateReply))
 
-    async def arrived_late(self, tickets: Sequence[int]) -> None:
+    async def arrived_late(self, tickets: Sequence[int], ages_s: Sequence[float] | None = None) -> None:
+        # Ages are relative: the service reads its own clock when the body arrives, which only
+        # moves the admissions a little later (the request's way there).
         if tickets:
-            await self._post("late", {"tickets": list(tickets)}, ClaimReply)
+            body: dict[str, object] = {"tickets": list(tickets)}
+            if ages_s is not None:
+                body["ages_s"] = list(ages_s)
+            await self._post("late", body, ClaimReply)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -28,6 +28,7 @@ from suno_client.admission import (
     after_pause,
     after_successes,
     after_throttle,
+    arrival_bounds,
     clock_went_back,
     plan_stamped_slots,
     spacing,
@@ -80,8 +81,8 @@ class SqliteAdmissionStore:
     async def recover(self, params: PacingParams, successes: int) -> PacingState:
         return await self._run(self._update, lambda state, _now: after_successes(state, successes, params), False)
 
-    async def arrived_late(self, tickets: Sequence[int]) -> None:
-        await self._run(self._arrived_late, list(tickets))
+    async def arrived_late(self, tickets: Sequence[int], ages_s: Sequence[float] | None = None) -> None:
+        await self._run(self._arrived_late, list(tickets), None if ages_s is None else list(ages_s))
 
     async def aclose(self) -> None:
         await self._run(self._close)
@@ -202,10 +203,11 @@ class SqliteAdmissionStore:
         if tickets:
             self._transaction(body)
 
-    def _arrived_late(self, tickets: list[int]) -> None:
+    def _arrived_late(self, tickets: list[int], ages_s: list[float] | None) -> None:
         def body(conn: sqlite3.Connection, now: float) -> None:
-            marks = ",".join("?" * len(tickets))
-            conn.execute(f"UPDATE admissions SET at = max(at, ?) WHERE ticket IN ({marks})", [now, *tickets])
+            bounds = arrival_bounds(tickets, now, ages_s)
+            conn.executemany("UPDATE admissions SET at = max(at, ?) WHERE ticket = ?",
+                             [(at, ticket) for ticket, at in bounds.items()])
 
         if tickets:
             self._transaction(body)

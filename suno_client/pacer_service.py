@@ -33,6 +33,7 @@ from suno_client.admission_http import (
     API_PREFIX,
     BUDGET_ID_PATTERN,
     ClaimReply,
+    LateBody,
     PauseBody,
     RecoverBody,
     ReserveBody,
@@ -117,8 +118,8 @@ def create_app(pacer: Pacer | None = None) -> Starlette:
         return _json(ClaimReply(valid=[]))
 
     async def late(request: Request) -> JSONResponse:
-        body = await _body(request, TicketsBody)
-        state.book(_budget(request)).arrived_late(body.tickets, state.now())
+        body = await _body(request, LateBody)
+        state.book(_budget(request)).arrived_late(body.tickets, state.now(), body.ages_s)
         return _json(ClaimReply(valid=[]))
 
     async def throttle(request: Request) -> JSONResponse:

@@ -24,11 +24,15 @@ the request that was refused. Each success recovers the rate by a small step.
 
 Exact on arrival, not just on paper: the API counts a request when it arrives, which can be
 after its slot. Three things keep the two close. The window the rules enforce is the API's
-plus a guard (2%, at least 0.1 s). A process that has not sent for a while is "cold" (its next
-request opens a connection): its first admission is logged half a second late. And a request
-answered unusually long after its slot (a busy event loop sent it late) has its admission moved
-to the time of the answer, an upper bound of its arrival, long before the slot a window later
-is reserved.
+plus a guard (1%, at least 0.1 s). A process that has not sent for a while is "cold" (its next
+request opens a connection): its first admission is logged half a second late. And every
+answer bounds its request's arrival from above: a request answered later after its slot than
+the usual round trip plus half the guard (a busy event loop sent it late, or the server took
+long) has its admission moved to that bound (the answer, less the usual round trip and half the
+guard), long before the slot a window later is reserved. The slot a request is measured
+against is the earliest time the store can have logged it, and the usual round trip is only
+trusted once a few answers have been seen, so a slow first answer (a new connection) cannot
+hide a late one.
 
 Poll policy: API calls made inside `polling()` are polls. When polls and other calls (submits)
 wait at the same time, polls get at most `poll_share` of the admissions (stride scheduling);
@@ -74,9 +78,13 @@ DEFAULT_LOOKAHEAD_S = 0.2
 # connection and arrives late, so that admission is logged COLD_START_MARGIN_S late.
 COLD_AFTER_S = 5.0
 COLD_START_MARGIN_S = 0.5
-# A request whose answer comes later than this share of the guard (beyond the fastest round
-# trip seen) may have reached the API late: its admission is moved to the time of the answer.
+# A request whose answer comes later after its slot than the fastest round trip seen plus this
+# share of the guard may have reached the API late: its admission is moved to its answer, less
+# the fastest round trip and that share (the rest of the guard stays as margin).
 LATE_TOLERANCE_SHARE = 0.5
+# The fastest round trip is trusted once this many answers were seen (the first ones open
+# connections and are slow); until then an answer's whole delay counts as lateness.
+ROUND_TRIP_SAMPLES = 8
 MEMORY_STORE = "memory"
 STATE_DIR_ENV = "XDG_STATE_HOME"
 # Float rounding must not turn into an endless run of zero-length sleeps.
@@ -131,8 +139,9 @@ class AdmissionStore(Protocol):
 
     async def recover(self, params: PacingParams, successes: int) -> PacingState: ...
 
-    async def arrived_late(self, tickets: Sequence[int]) -> None:
-        """These admissions' requests may have reached the API as late as now: log them at now."""
+    async def arrived_late(self, tickets: Sequence[int], ages_s: Sequence[float] | None = None) -> None:
+        """These admissions' requests may have reached the API as late as `ages_s` seconds ago
+        (one per ticket; now when None): log them there, unless they are logged later already."""
         ...
 
     async def aclose(self) -> None: ...
@@ -163,8 +172,8 @@ class MemoryAdmissionStore:
     async def recover(self, params: PacingParams, successes: int) -> PacingState:
         return self._book.recover(successes, params)
 
-    async def arrived_late(self, tickets: Sequence[int]) -> None:
-        self._book.arrived_late(tickets, self._clock())
+    async def arrived_late(self, tickets: Sequence[int], ages_s: Sequence[float] | None = None) -> None:
+        self._book.arrived_late(tickets, self._clock(), ages_s)
 
     async def aclose(self) -> None:
         return None
@@ -173,7 +182,9 @@ class MemoryAdmissionStore:
 @dataclass(frozen=True)
 class _LocalSlot:
     ticket: int
-    due: float  # on this process's monotonic clock
+    due: float  # on this process's monotonic clock; never before the store's slot
+    earliest: float  # the earliest local time the store's slot can be at
+    logged: float  # the same for the time the store logged it at (later when cold)
 
 
 class _Reports:
@@ -183,7 +194,7 @@ class _Reports:
         self.throttles: list[float | None] = []
         self.pause_s: float | None = None
         self.successes = 0
-        self.late: list[int] = []
+        self.late: list[tuple[int, float]] = []  # (ticket, local time it may have arrived by)
 
     def __bool__(self) -> bool:
         return bool(self.throttles or self.late) or self.pause_s is not None or self.successes > 0
@@ -209,7 +220,8 @@ class _Admission:
 
     limiter: int  # id() of the limiter that granted it
     ticket: int
-    due: float
+    earliest: float
+    logged: float
 
 
 _admission: ContextVar[_Admission | None] = ContextVar("stemcat_admission", default=None)
@@ -252,6 +264,7 @@ class SharedLimiter:
         self._last_grant: float | None = None
         self._late_tolerance_s = (self._params.guarded_window - window_s) * LATE_TOLERANCE_SHARE
         self._fastest_answer_s = math.inf
+        self._answers = 0
         self.admitted = 0
         self.throttle_count = 0
         self.pause_count = 0
@@ -266,7 +279,7 @@ class SharedLimiter:
         self._ensure_dispatcher()
         slot = await waiter
         # Same task as the request: `succeeded` finds out which slot the request went out on.
-        _admission.set(_Admission(id(self), slot.ticket, slot.due))
+        _admission.set(_Admission(id(self), slot.ticket, slot.earliest, slot.logged))
         self.admitted += 1
 
     def throttled(self, retry_after: float | None) -> None:
@@ -291,23 +304,29 @@ class SharedLimiter:
             self._schedule_flush()
 
     def _note_answer(self) -> None:
-        """Move the admission of a request that may have arrived late to now (an upper bound).
+        """Move the admission of a request that may have arrived late to where it may have arrived.
 
-        A busy event loop can send a request long after its slot; if it reached the API late
-        enough to share a window with the request `limit` slots later, that one would be
-        refused. The answer bounds the arrival from above, and the later slot is reserved
-        about a window from now, so correcting the log here keeps it exact on arrival.
+        A busy event loop can send a request long after its slot, and a busy server can count
+        it long after it left; if it reached the API late enough to share a window with the
+        request `limit` slots later, that one would be refused. The answer bounds the arrival
+        from above. The fastest answer seen is taken as the usual round trip: its way there
+        the request `limit` slots later travels too, its way back comes after the arrival, so
+        only what exceeds it (plus half the guard) counts as lateness. The later slot is
+        reserved about a window from now, so correcting the log here keeps it exact on arrival.
         """
         admission = _admission.get()
         if admission is None or admission.limiter != id(self):
             return
         _admission.set(None)
-        elapsed = self._clock() - admission.due
-        self._fastest_answer_s = min(self._fastest_answer_s, elapsed)
-        if elapsed > self._fastest_answer_s + self._late_tolerance_s:
+        now = self._clock()
+        usual = self._fastest_answer_s if self._answers >= ROUND_TRIP_SAMPLES else 0.0
+        self._fastest_answer_s = min(self._fastest_answer_s, max(0.0, now - admission.earliest))
+        self._answers += 1
+        if now - admission.logged > usual + self._late_tolerance_s:
             self.late_requests += 1
-            logger.debug("a request was answered %.0f ms after its slot: its admission moves", elapsed * 1000)
-            self._reports.late.append(admission.ticket)
+            logger.debug("a request was answered %.0f ms after its slot: its admission moves",
+                         (now - admission.earliest) * 1000)
+            self._reports.late.append((admission.ticket, now - usual - self._late_tolerance_s))
             self._schedule_flush()
 
     # --- introspection ------------------------------------------------------------------------
@@ -388,10 +407,18 @@ class SharedLimiter:
     async def _reserve(self) -> None:
         async with self._store_lock:
             await self._flush_locked()
-            reservation = await self._store.reserve(self._params, self._ahead(), first_margin_s=self._cold_margin())
+            margin = self._cold_margin()
+            # The store reads its clock somewhere between these two: a slot is granted no
+            # earlier than `base + wait` and counted as logged at `called + wait` (+ margin).
+            called = self._clock()
+            reservation = await self._store.reserve(self._params, self._ahead(), first_margin_s=margin)
         base = self._clock()
         self._factor = reservation.factor
-        self._slots.extend(_LocalSlot(slot.ticket, base + slot.wait_s) for slot in reservation.slots)
+        self._slots.extend(
+            _LocalSlot(slot.ticket, base + slot.wait_s, called + slot.wait_s,
+                       called + slot.wait_s + (margin if index == 0 else 0.0))
+            for index, slot in enumerate(reservation.slots)
+        )
 
     def _cold_margin(self) -> float:
         cold = self._last_grant is None or self._clock() - self._last_grant > COLD_AFTER_S
@@ -495,7 +522,10 @@ class SharedLimiter:
             if reports.successes:
                 state = await self._store.recover(self._params, reports.successes)
             if reports.late:
-                await self._store.arrived_late(reports.late)
+                now = self._clock()  # the store reads its clock later: the ages only grow
+                await self._store.arrived_late(
+                    [ticket for ticket, _ in reports.late], [max(0.0, now - by) for _, by in reports.late]
+                )
         except BaseException:
             self._reports.put_back(reports)
             raise

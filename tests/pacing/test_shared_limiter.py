@@ -192,9 +192,9 @@ class LateRecordingStore(MemoryAdmissionStore):
         super().__init__()
         self.late: list[int] = []
 
-    async def arrived_late(self, tickets: Sequence[int]) -> None:
+    async def arrived_late(self, tickets: Sequence[int], ages_s: Sequence[float] | None = None) -> None:
         self.late.extend(tickets)
-        await super().arrived_late(tickets)
+        await super().arrived_late(tickets, ages_s)
 
 
 async def test_a_request_answered_late_has_its_admission_moved_and_only_that_one() -> None:

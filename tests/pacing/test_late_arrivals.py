@@ -1,0 +1,156 @@
+"""Requests that may have reached the API late: when they count as late and where their admission moves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from suno_client.admission import AdmissionBook, PacingParams, Reservation
+from suno_client.admission_sqlite import SqliteAdmissionStore
+from suno_client.pacer_service import running_pacer
+from suno_client.shared_pacing import MemoryAdmissionStore, SharedLimiter
+
+# A 1 s window: the guard is its floor, 0.1 s, so an answer more than 50 ms after its slot
+# (beyond the usual round trip) counts as late.
+LIMIT = 50
+WINDOW = 1.0
+TOLERANCE = 0.05
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class LateRecordingStore(MemoryAdmissionStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.late: list[tuple[int, float | None]] = []
+
+    async def arrived_late(self, tickets: Sequence[int], ages_s: Sequence[float] | None = None) -> None:
+        self.late.extend(zip(tickets, ages_s or [None] * len(tickets), strict=True))
+        await super().arrived_late(tickets, ages_s)
+
+
+class SlowReserveStore(LateRecordingStore):
+    """Plans its slots, then takes `delay_s` to answer (a busy store thread, a slow pacer)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.tickets: list[int] = []
+
+    async def reserve(self, params: PacingParams, count: int, *, first_margin_s: float = 0.0) -> Reservation:
+        reservation = await super().reserve(params, count, first_margin_s=first_margin_s)
+        self.tickets += [slot.ticket for slot in reservation.slots]
+        await asyncio.sleep(self.delay_s)
+        return reservation
+
+
+async def _requests(limiter: SharedLimiter, answer_after_s: Sequence[float]) -> None:
+    for delay in answer_after_s:
+        await limiter.acquire()
+        await asyncio.sleep(delay)
+        limiter.succeeded()
+    await asyncio.sleep(0.02)  # reports are written by a background task
+
+
+async def test_a_slow_answer_does_not_hide_a_late_one_after_it() -> None:
+    # The first answer is slow (a new connection; its slot is logged half a second late, see
+    # COLD_START_MARGIN_S); the second is late by less than that but by more than the tolerance.
+    # Measured against the first as "the usual round trip", it would pass unnoticed.
+    store = LateRecordingStore()
+    limiter = SharedLimiter(store, LIMIT, WINDOW)
+    await _requests(limiter, [0.3, 0.15, 0.0, 0.0])
+    assert limiter.late_requests == 1
+    assert [ticket for ticket, _ in store.late] == [2]
+    await limiter.aclose()
+
+
+async def test_a_late_admission_moves_to_its_answer_less_the_tolerance_not_to_the_answer() -> None:
+    store = LateRecordingStore()
+    limiter = SharedLimiter(store, LIMIT, WINDOW)
+    await _requests(limiter, [0.0, 0.3])
+    ((ticket, age),) = store.late
+    assert ticket == 2 and age is not None
+    # Written a moment after the answer: the age is the tolerance plus that moment.
+    assert TOLERANCE <= age < TOLERANCE + 0.1
+    await limiter.aclose()
+
+
+async def test_lateness_counts_from_when_the_store_may_have_logged_the_slot() -> None:
+    # The store logs each slot at once but hands it over 0.2 s later: a request sent and
+    # answered right away still reaches the API 0.2 s after its logged slot, which is late.
+    store = SlowReserveStore(0.2)
+    limiter = SharedLimiter(store, LIMIT, WINDOW)
+    await _requests(limiter, [0.0, 0.0])  # the first is covered by the cold-start margin
+    assert [ticket for ticket, _ in store.late] == store.tickets[1:2]
+    await limiter.aclose()
+
+
+async def test_answers_within_the_usual_round_trip_move_nothing() -> None:
+    store = LateRecordingStore()
+    limiter = SharedLimiter(store, LIMIT, WINDOW)
+    await _requests(limiter, [0.0] * 12)
+    assert limiter.late_requests == 0 and store.late == []
+    await limiter.aclose()
+
+
+@pytest.mark.parametrize(("age_s", "third_due"), [(0.2, 0.3 + 1.1), (0.0, 0.5 + 1.1), (5.0, 0.0 + 1.1)])
+def test_a_moved_admission_pushes_the_slot_a_window_later_by_its_lateness(age_s: float, third_due: float) -> None:
+    params = PacingParams(limit=2, window_s=1.0)  # guarded window 1.1 s, spacing 0.55 s
+    book = AdmissionBook()
+    first, _second = book.reserve(0.0, params, 2).slots
+    # Reported at 0.5: it may have arrived `age_s` earlier (never before its slot, at 0).
+    book.arrived_late([first.ticket], now=0.5, ages_s=[age_s])
+    (third,) = book.reserve(0.6, params, 1).slots
+    assert 0.6 + third.wait_s == pytest.approx(third_due)
+
+
+def test_ages_must_match_the_tickets() -> None:
+    with pytest.raises(ValueError, match="one age per ticket"):
+        AdmissionBook().arrived_late([1, 2], now=0.0, ages_s=[0.1])
+
+
+async def test_the_sqlite_store_moves_admissions_by_their_own_ages(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = SqliteAdmissionStore(tmp_path / "rate.sqlite", clock=clock)
+    params = PacingParams(limit=2, window_s=1.0)
+    first, second = (await store.reserve(params, 2)).slots
+    clock.now += 0.5
+    await store.arrived_late([first.ticket, second.ticket], [0.2, 10.0])  # first to +0.3; second stays
+    (third,) = (await store.reserve(params, 1)).slots
+    # A window after the moved first (at +0.3), not after "now" (+0.5) nor its slot (+0).
+    assert clock.now + third.wait_s == pytest.approx(1000.0 + 0.3 + params.guarded_window)
+    await store.aclose()
+
+
+@pytest.fixture(scope="module")
+def pacer_url() -> Iterator[str]:
+    with running_pacer() as url:
+        yield url
+
+
+async def test_the_pacer_moves_admissions_by_their_ages_and_refuses_bad_ones(pacer_url: str) -> None:
+    budget = f"/v1/budgets/{'b' * 32}"
+    params = {"limit": 2, "window_s": 1.0, "safety": 0.1}  # guarded window 1.1 s, spacing 0.55 s
+    async with httpx.AsyncClient(base_url=pacer_url) as http:
+        await asyncio.sleep(1.2)  # a fresh pacer admits nothing in its first window
+        reserved = (await http.post(f"{budget}/reserve", json={**params, "count": 2})).json()["slots"]
+        tickets = [slot["ticket"] for slot in reserved]
+        mismatched = await http.post(f"{budget}/late", json={"tickets": tickets, "ages_s": [0.1]})
+        negative = await http.post(f"{budget}/late", json={"tickets": tickets[:1], "ages_s": [-1.0]})
+        await asyncio.sleep(0.3)
+        moved = await http.post(f"{budget}/late", json={"tickets": tickets[:1], "ages_s": [0.2]})
+        third = (await http.post(f"{budget}/reserve", json={**params, "count": 1})).json()["slots"][0]
+    assert mismatched.status_code == 400 and negative.status_code == 400 and moved.status_code == 200
+    # The first now sits about 0.1 s after its slot: the third is due a window after that, about
+    # 0.9 s from now (0.8 s had it not moved, 1.1 s had it moved to the time of the report).
+    assert 0.85 < third["wait_s"] < 1.05
