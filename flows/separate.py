@@ -4,6 +4,9 @@ Two passes over the manifest keep memory flat: the first validates, stages track
 and plans (what `--dry-run` prints, and what the pre-flight balance check needs);
 the second executes batch by batch, a bounded number of batches in flight, each
 batch a submit → poll → download pipeline of three Prefect tasks.
+
+List arguments of tasks are wrapped in `quote`: Prefect otherwise walks every item of
+every list looking for futures, which dominated a million-row dry run.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +25,7 @@ from pathlib import Path
 from prefect import flow, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.utilities.annotations import quote
 
 from catalog import Ledger, RejectRow
 from catalog.charts import write_catalog_charts
@@ -42,6 +47,8 @@ from tasks.separation import await_batch, submit_batch, wait_for_owner
 from tasks.tracks import stage_rows, stage_tracks
 
 MANIFEST_CHUNK_ROWS = 10_000
+
+log = logging.getLogger(__name__)
 
 
 def new_run_id() -> str:
@@ -73,7 +80,7 @@ async def plan_manifest(ctx: RunContext, manifest: Path, summary: RunSummary) ->
     plan = Plan()
     rejects_path = ctx.options.data_dir / "rejects" / f"{ctx.run_id}.csv"
     for chunk in iter_manifest(manifest, default_type=ctx.options.default_type, chunk_rows=MANIFEST_CHUNK_ROWS):
-        keys, expansion_rejects = await stage_tracks(ctx.ledger, ctx.client, chunk.rows, str(manifest), ctx.run_id)
+        keys, expansion_rejects = await stage_tracks(ctx.ledger, ctx.client, quote(chunk.rows), str(manifest), ctx.run_id)
         plan.rows += len(chunk.rows) - len(expansion_rejects)
         rows = [{"line": r.line, "reason": r.reason, "raw": json.dumps(r.raw)} for r in chunk.rejects]
         rows += [{"line": r.line, "reason": r.reason, "raw": r.raw} for r in expansion_rejects]
@@ -83,7 +90,7 @@ async def plan_manifest(ctx: RunContext, manifest: Path, summary: RunSummary) ->
             plan.rejected += len(rows)
             await asyncio.to_thread(ctx.ledger.add_rejects, _reject_rows(ctx, str(manifest), rows))
         for start in range(0, len(keys), MANIFEST_CHUNK_ROWS):
-            plan.add(await plan_batch(ctx.ledger, keys[start:start + MANIFEST_CHUNK_ROWS], ctx.options.policy))
+            plan.add(await plan_batch(ctx.ledger, quote(keys[start:start + MANIFEST_CHUNK_ROWS]), ctx.options.policy))
     return plan
 
 
@@ -102,7 +109,7 @@ async def iter_work(ctx: RunContext, manifest: Path) -> AsyncIterator[list[WorkI
                                    write=False)
         if not keys:
             continue
-        batch.extend(await plan_batch(ctx.ledger, keys, ctx.options.policy))
+        batch.extend(await plan_batch(ctx.ledger, quote(keys), ctx.options.policy))
         while len(batch) >= size:
             yield batch[:size]
             batch = batch[size:]
@@ -120,16 +127,16 @@ async def process_batch(ctx: RunContext, items: list[WorkItem]) -> None:
             ctx.counts[action] += len(group)
     # An intent of a run that is still alive: that run pays; this one waits for its taskId.
     owned = await asyncio.gather(*(wait_for_owner(ctx, i) for i in by_action.get(Action.RECONCILE, [])))
-    new_ids = await submit_batch(ctx, by_action.get(Action.SUBMIT, [])) if Action.SUBMIT in by_action else []
+    new_ids = await submit_batch(ctx, quote(by_action[Action.SUBMIT])) if Action.SUBMIT in by_action else []
     resumed = [i.job_id for i in by_action.get(Action.POLL, []) if i.job_id] + [j for j in owned if j]
-    separated = await await_batch(ctx, new_ids, resumed) if new_ids or resumed else []
+    separated = await await_batch(ctx, quote(new_ids), quote(resumed)) if new_ids or resumed else []
     finished = [i.job_id for i in by_action.get(Action.DOWNLOAD, []) if i.job_id]
     if separated or finished:
-        results = await download_batch(ctx, separated + finished)
+        results = await download_batch(ctx, quote(separated + finished))
         downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
         fresh = await asyncio.to_thread(_not_analysed, ctx.ledger, downloaded)
-        if fresh:  # quality figures, on the worker that downloaded, while the files are warm
-            await analyze_batch(ctx, fresh)
+        if fresh and ctx.options.analyze:  # quality figures, on the worker that downloaded, while the files are warm
+            await analyze_batch(ctx, quote(fresh))
 
 
 def _not_analysed(ledger: Ledger, job_ids: list[str]) -> list[str]:
@@ -201,6 +208,10 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
     finally:
         if receiver is not None:
             receiver.stop()
+        try:
+            await limiter.aclose()  # gives reserved slots back to runs sharing the key
+        except Exception as error:  # a pacer gone away must not hide how the run ended
+            log.warning("closing the rate limiter failed: %s", error)
         ledger.close()
 
 
@@ -243,6 +254,8 @@ async def separate_manifest(
     max_download_mb: float = 200.0,
     callback_url: str | None = None,
     rate_store: str | None = None,
+    poll_share: float | None = None,
+    analyze: bool = True,
 ) -> dict:
     """Separate every track of a manifest into stems and catalog them. Returns the run summary."""
     started = time.monotonic()
@@ -256,7 +269,8 @@ async def separate_manifest(
         download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial_s,
         poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_bytes=int(max_download_mb * 1024 * 1024),
         callback_url=callback_url or settings.callback_url,
-        rate_store=rate_store or settings.rate_store,
+        rate_store=rate_store or settings.rate_store, analyze=analyze,
+        poll_share=settings.poll_share if poll_share is None else poll_share,
     )
     run_id = new_run_id()
     manifest_path = Path(manifest)

@@ -72,6 +72,10 @@ def run(
     force: Annotated[bool, typer.Option(help="Pay again for everything in the manifest.")] = False,
     rate_limit: Annotated[int | None, typer.Option(help="Requests per window (default 20).")] = None,
     rate_window: Annotated[float | None, typer.Option(help="Window in seconds (default 10).")] = None,
+    poll_share: Annotated[float | None, typer.Option(help="Most of the rate budget polls may take while "
+                                                      "submits wait, 0-1 (default 0.5) [env STEMCAT_POLL_SHARE].")] = None,
+    analyze: Annotated[bool, typer.Option(help="Measure stem quality after each batch (--no-analyze: later, "
+                                                "with `stemcat analyze`).")] = True,
     concurrency: Annotated[int, typer.Option(help="Batches in flight at once.")] = 4,
     download_concurrency: Annotated[int | None, typer.Option(help="Parallel stem downloads.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tracks per Prefect task run.")] = None,
@@ -97,6 +101,7 @@ def run(
         max_download_mb=max_download_mb or settings.max_download_mb,
         callback_url=callback_url or settings.callback_url,
         rate_store=rate_store or settings.rate_store,
+        poll_share=settings.poll_share if poll_share is None else poll_share, analyze=analyze,
     )
     if not (settings.api_key and settings.api_key.get_secret_value().strip()):
         err_console.print("[red]SUNO_API_KEY is not set.[/red] Export your key (it is only ever sent in the "

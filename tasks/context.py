@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from catalog import Ledger
 from suno_client import SunoClient
+from suno_client.shared_pacing import DEFAULT_POLL_SHARE
 from tasks.callbacks import CallbackHub
 from tasks.planning import ResubmitPolicy
 
@@ -46,6 +47,9 @@ class RunOptions(BaseModel):
     max_download_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     callback_url: str | None = None
     rate_store: str | None = Field(default=None, description="Shared rate budget across runs (see tasks.limits).")
+    poll_share: float = Field(default=DEFAULT_POLL_SHARE, gt=0.0, le=1.0,
+                              description="Most of the key's budget polls get while submits wait.")
+    analyze: bool = Field(default=True, description="Measure stem quality right after each batch downloads.")
 
     @property
     def policy(self) -> ResubmitPolicy:

@@ -20,8 +20,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from catalog import StemRow
-from suno_client import DownloadExpired, SunoError
+from catalog import Ledger, StemRow
+from suno_client import DownloadExpired, DownloadResult, SunoError
 from tasks.audio import UndecodableAudio, probe, sha256_file
 from tasks.context import RunContext
 from tasks.paths import UnsafePathPart, stem_relpath
@@ -64,26 +64,69 @@ async def _refresh_url(ctx: RunContext, job_id: str, stem_name: str) -> str | No
     return next((url for stem, url in record.stem_urls.items() if str(stem) == stem_name), None)
 
 
-async def download_stem(ctx: RunContext, stem: StemRow) -> str:
-    """Download one stem; returns its final stem status."""
+def _current_rows(ledger: Ledger, data_dir: Path, job_id: str) -> dict[str, tuple[StemRow, bool]]:
+    """The job's stems as the ledger has them now (another run may have fetched some), and which are intact."""
+    return {row.stem: (row, stem_is_intact(data_dir, row)) for row in ledger.stems_for_job(job_id)}
+
+
+def _commit_stem(ledger: Ledger, stem: StemRow, part: Path, final: Path, relpath: Path,
+                 result: DownloadResult) -> None:
+    """Verify the streamed file decodes, move it into place durably, then record it.
+
+    One worker-thread hop for all of it: at thousands of stems, each hop between the
+    event loop and a thread costs more than the file work itself.
+    """
+    facts = probe(part)
+    os.replace(part, final)
+    _fsync_dir(final.parent)
+    ledger.record_stem_download(
+        stem.job_id, stem.stem, path=str(relpath), bytes=result.bytes, sha256=result.sha256,
+        duration_s=facts.duration_s, sample_rate=facts.sample_rate, channels=facts.channels,
+    )
+
+
+async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
+    """Download the stems of one job (or verify them on disk); returns each stem's final status, in order."""
     data_dir = ctx.options.data_dir
-    try:
-        relpath = stem_relpath(stem.audio_id, stem.separation_type, stem.stem)
-    except UnsafePathPart as error:
-        await asyncio.to_thread(ctx.ledger.mark_stem, stem.job_id, stem.stem, "failed", str(error))
-        return "failed"
-    if await asyncio.to_thread(stem_is_intact, data_dir, stem):
+    statuses: dict[str, str] = {}
+    wanted: list[tuple[StemRow, Path]] = []
+    for stem in stems:
+        try:
+            wanted.append((stem, stem_relpath(stem.audio_id, stem.separation_type, stem.stem)))
+        except UnsafePathPart as error:
+            await asyncio.to_thread(ctx.ledger.mark_stem, stem.job_id, stem.stem, "failed", str(error))
+            statuses[stem.stem] = "failed"
+    # Only stems the ledger calls downloaded can be intact on disk: fresh jobs skip the file checks.
+    if wanted and all(stem.status == "downloaded" for stem, _ in wanted):
+        intact = await asyncio.to_thread(lambda: [stem_is_intact(data_dir, stem) for stem, _ in wanted])
+        if all(intact):
+            statuses.update((stem.stem, "downloaded") for stem, _ in wanted)
+            wanted = []
+    if wanted:
+        first = wanted[0][0]
+        # Another run may be fetching the same job: one writer per job, then the other sees its files intact.
+        lock = data_dir / "locks" / "stems" / f"{first.audio_id}.{first.separation_type}.lock"
+        async with _file_lock(lock):
+            current = await asyncio.to_thread(_current_rows, ctx.ledger, data_dir, first.job_id)
+            settled = await asyncio.gather(*(
+                _settle_stem(ctx, *current.get(stem.stem, (stem, False)), relpath) for stem, relpath in wanted
+            ))
+        statuses.update(zip((stem.stem for stem, _ in wanted), settled, strict=True))
+    return [statuses[stem.stem] for stem in stems]
+
+
+async def _settle_stem(ctx: RunContext, stem: StemRow, intact: bool, relpath: Path) -> str:
+    if intact:
         return "downloaded"
-    final = data_dir / relpath
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # Another run may be fetching the same stem: one writer per file, then the other sees it intact.
-    lock = data_dir / "locks" / "stems" / f"{stem.audio_id}.{stem.separation_type}.{stem.stem}.lock"
-    async with _file_lock(lock):
-        current = next((s for s in await asyncio.to_thread(ctx.ledger.stems_for_job, stem.job_id)
-                        if s.stem == stem.stem), stem)
-        if await asyncio.to_thread(stem_is_intact, data_dir, current):
-            return "downloaded"
-        return await _fetch_stem(ctx, current, relpath, final)
+    return await _fetch_stem(ctx, stem, relpath, ctx.options.data_dir / relpath)
+
+
+def _open_lock_file(path: Path) -> int:
+    try:
+        return os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    except FileNotFoundError:  # first lock of this data directory
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
 
 
 @asynccontextmanager
@@ -93,8 +136,7 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
     Blocking flock calls in `to_thread` could fill both processes' executors with
     waiters while the lock holders need a thread to finish: a cross-process deadlock.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    fd = _open_lock_file(path)
     try:
         while True:
             try:
@@ -135,17 +177,11 @@ async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path
             last_error = str(error)
             continue
         try:
-            facts = await asyncio.to_thread(probe, part)
+            await asyncio.to_thread(_commit_stem, ctx.ledger, stem, part, final, relpath, result)
         except UndecodableAudio as error:
             last_error = str(error)
             part.unlink(missing_ok=True)
             continue
-        os.replace(part, final)
-        await asyncio.to_thread(_fsync_dir, final.parent)
-        await asyncio.to_thread(
-            ctx.ledger.record_stem_download, stem.job_id, stem.stem, path=str(relpath), bytes=result.bytes,
-            sha256=result.sha256, duration_s=facts.duration_s, sample_rate=facts.sample_rate, channels=facts.channels,
-        )
         ctx.counts["stems_downloaded"] += 1
         ctx.counts["bytes_downloaded"] += result.bytes
         return "downloaded"
@@ -161,7 +197,7 @@ async def download_job(ctx: RunContext, job_id: str) -> str:
     stems = await asyncio.to_thread(ctx.ledger.stems_for_job, job_id)
     if not stems:
         return "failed"
-    statuses = await asyncio.gather(*(download_stem(ctx, stem) for stem in stems))
+    statuses = await download_stems(ctx, stems)
     if all(s == "downloaded" for s in statuses):
         await asyncio.to_thread(ctx.ledger.mark_status, job_id, "downloaded")
         ctx.counts["downloaded"] += 1

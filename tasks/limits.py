@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from suno_client import API_KEY_ENV
-from suno_client.shared_pacing import DEFAULT_POLL_SHARE, SharedLimiter, open_admission_store
+from suno_client.shared_pacing import SharedLimiter, open_admission_store
 from tasks.context import RunOptions
 
 
@@ -26,6 +26,4 @@ def make_limiter(options: RunOptions) -> SharedLimiter:
     store = open_admission_store(
         options.rate_store, base_url=options.base_url, api_key=os.environ.get(API_KEY_ENV, "").strip()
     )
-    # `RunOptions.poll_share` once the run options carry it; the documented default until then.
-    poll_share = float(getattr(options, "poll_share", DEFAULT_POLL_SHARE))
-    return SharedLimiter(store, options.rate_limit, options.rate_window_s, poll_share=poll_share)
+    return SharedLimiter(store, options.rate_limit, options.rate_window_s, poll_share=options.poll_share)

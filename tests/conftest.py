@@ -1,6 +1,15 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 # The key travels only in the HTTP header; the simulator accepts any non-empty key.
 os.environ.setdefault("SUNO_API_KEY", "test-key-not-secret")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+# Per-key rate budgets live under XDG_STATE_HOME: tests get a throwaway one instead of
+# filling (and sharing budgets through) the user's ~/.local/state/stemcat.
+_state_home = tempfile.mkdtemp(prefix="stemcat-test-state-")
+os.environ["XDG_STATE_HOME"] = _state_home
+atexit.register(shutil.rmtree, _state_home, ignore_errors=True)

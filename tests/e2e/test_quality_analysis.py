@@ -144,3 +144,24 @@ def test_analyze_and_report_commands(sim: SimServer, separated: Path, tmp_path: 
     again = runner.invoke(app, ["analyze", *where, "--reanalyze", "--no-fetch-mixes"])
     assert again.exit_code == 0, again.output
     assert json.loads(runner.invoke(app, ["report", "quality", "--low-snr", "--format", "json", *where]).stdout) == []
+
+
+def test_a_run_without_analysis_downloads_only_stems_and_analyze_catches_up(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    manifest = make_tracks_manifest(sim, 3, tmp_path / "m.csv", types=("separate_vocal",))
+    data_dir = tmp_path / "data"
+    files_before = sim.stats().requests_by_route.get("file", 0)
+    summary = run_flow(manifest, data_dir, sim.base_url, analyze=False, poll_share=0.3)
+    assert summary["exit_code"] == 0, summary
+    assert summary["counts"]["downloaded"] == 3
+    assert "stems_analysed" not in summary["counts"]
+    # Two stems per track and no mix: the quality pass did not run.
+    assert sim.stats().requests_by_route.get("file", 0) - files_before == 6
+    with Ledger(data_dir / "ledger.sqlite") as ledger:
+        assert len(ledger.jobs_to_analyze(include_analyzed=False)) == 3
+
+    later = _analyze(data_dir, base_url=sim.base_url)
+    assert later["jobs"] == 3 and later["outcomes"] == {"analysed": 3}, later
+    with Ledger(data_dir / "ledger.sqlite") as ledger:
+        assert ledger.jobs_to_analyze(include_analyzed=False) == []
