@@ -2,9 +2,11 @@
 
 Same calls, same limits, same concurrency as the flow: a balance read, then for each manifest
 row a paid submit, polls with per-job back-off until the task ends, every stem streamed to a
-file; a balance read at the end. No Prefect, no ledger, no catalog, no decoding: what is left
-is the irreducible work, so `flow time / baseline time` is what orchestration and bookkeeping
-cost. It imports nothing from stemcat on purpose (only the benchmark's /proc memory reader).
+file; a balance read at the end. Like the flow, it gives the API a live callback URL (a minimal
+sink that answers 200 and drops the body), so the simulator, which shares the machine, does the
+same work for both sides. No Prefect, no ledger, no catalog, no decoding: what is left is the
+irreducible work, so `flow time / baseline time` is what orchestration and bookkeeping cost.
+It imports nothing from stemcat on purpose (only the benchmark's /proc memory reader).
 
 `python -m benchmarks.baseline --manifest m.csv --base-url URL --dest DIR --out result.json`
 """
@@ -28,7 +30,6 @@ from benchmarks.memory import peak_rss_mb
 SUBMIT = "/api/v1/vocal-removal/generate"
 RECORD_INFO = "/api/v1/vocal-removal/record-info"
 CREDIT = "/api/v1/generate/credit"
-DEAD_CALLBACK = "http://127.0.0.1:9/callback"  # nobody listens: this script polls instead
 TERMINAL_FAILURES = {"CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED"}
 CHUNK = 256 * 1024
 
@@ -55,10 +56,29 @@ class Pacer:
             self.sent.append(max(at, time.monotonic()))
 
 
+async def _answer_callbacks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """HTTP/1.1 keep-alive: read each request (headers, then Content-Length bytes), answer 200."""
+    try:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
 class Script:
-    def __init__(self, args: argparse.Namespace, http: httpx.AsyncClient) -> None:
+    def __init__(self, args: argparse.Namespace, http: httpx.AsyncClient, callback_url: str) -> None:
         self.args = args
         self.http = http
+        self.callback_url = callback_url
         self.pacer = Pacer(args.rate_limit, args.rate_window)
         self.downloads = asyncio.Semaphore(args.download_concurrency)
         self.counts: Counter[str] = Counter()
@@ -90,7 +110,7 @@ class Script:
 
     async def job(self, row: dict[str, str]) -> None:
         body = {"taskId": row["task_id"], "audioId": row["audio_id"], "type": row.get("type") or "separate_vocal",
-                "callBackUrl": DEAD_CALLBACK}
+                "callBackUrl": self.callback_url}
         task_id = (await self.api("POST", SUBMIT, json=body))["taskId"]
         delay = self.args.poll_initial
         while True:
@@ -127,8 +147,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {os.environ['SUNO_API_KEY']}"}
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=args.base_url, headers=headers, limits=limits, timeout=30) as http:
-        script = Script(args, http)
+    sink = await asyncio.start_server(_answer_callbacks, "127.0.0.1", 0)
+    callback_url = f"http://127.0.0.1:{sink.sockets[0].getsockname()[1]}/callback"
+    async with sink, httpx.AsyncClient(base_url=args.base_url, headers=headers, limits=limits, timeout=30) as http:
+        script = Script(args, http, callback_url)
         await script.run()
     return {"wall_s": time.perf_counter() - started, "counts": dict(script.counts)}
 

@@ -1,9 +1,12 @@
 """Row 2: end-to-end tracks/s and peak RSS of a real run against the plain asyncio + httpx baseline.
 
 Both sides get a fresh simulator of the same songs (rendered once, cached), the same
-request limit and poll schedule, the same jobs in flight and download concurrency. The
-flow runs with its defaults otherwise (per-key SQLite rate store, callbacks, ledger, catalog
-publish at the end); each side runs in its own process so peak RSS is its own.
+request limit and poll schedule, the same jobs in flight and download concurrency, and both
+give the simulator a live callback URL. The flow runs with its defaults otherwise (per-key
+SQLite rate store, callbacks, ledger, decoding and hashing every stem, catalog publish at the
+end) except the per-batch quality analysis, which makes calls the baseline does not (it fetches
+every song's mix): the ratio compares the same calls, and the analysis's cost is measured in a
+second flow run and shown next to it. Each side runs in its own process so peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ class SideResult:
     detail: dict[str, Any]
 
 
-def flow_params(manifest: Path, data_dir: Path, base_url: str) -> dict[str, Any]:
-    return dict(
+def flow_params(manifest: Path, data_dir: Path, base_url: str, *, analyze: bool = True) -> dict[str, Any]:
+    return dict(analyze=analyze,
         manifest=str(manifest), data_dir=str(data_dir), base_url=base_url, separation_type="separate_vocal",
         rate_limit=RATE_LIMIT, rate_window_s=RATE_WINDOW_S, concurrency=CONCURRENCY,
         download_concurrency=DOWNLOAD_CONCURRENCY, batch_size=BATCH_SIZE, poll_initial_s=POLL_INITIAL_S,
@@ -44,11 +47,12 @@ def flow_params(manifest: Path, data_dir: Path, base_url: str) -> dict[str, Any]
     )
 
 
-def run_flow_side(env: BenchEnv, tracks: int, *, timeout_s: float) -> SideResult:
-    where = env.scratch(f"flow-{tracks}")
+def run_flow_side(env: BenchEnv, tracks: int, *, timeout_s: float, analyze: bool = False) -> SideResult:
+    where = env.scratch(f"flow-{tracks}" + ("-analyze" if analyze else ""))
     with SimServer(small_songs(env.cache_dir, rate_limit=None), port=0) as sim:
         manifest = write_manifest(sim, tracks, where / "manifest.csv")
-        result = env.run_flow(flow_params(manifest, where / "data", sim.base_url), where=where, timeout_s=timeout_s)
+        params = flow_params(manifest, where / "data", sim.base_url, analyze=analyze)
+        result = env.run_flow(params, where=where, timeout_s=timeout_s)
     if result["exit_code"] != 0 or result["counts"].get("downloaded", 0) != tracks:
         raise RuntimeError(f"the flow did not finish all {tracks} tracks: {result['counts']} {result['error']}")
     return SideResult(result["wall_s"], result["peak_rss_mb"], result)
@@ -85,7 +89,9 @@ def prefect_task_overhead(env: BenchEnv, tasks: int) -> dict[str, Any]:
                           timeout_s=600)
 
 
-def measure(env: BenchEnv, sizes: Sequence[int], *, overhead_tasks: int = 200) -> list[Row]:
+def measure(
+    env: BenchEnv, sizes: Sequence[int], *, overhead_tasks: int = 200, analysis_up_to: int = 1000
+) -> list[Row]:
     config = small_songs(env.cache_dir, rate_limit=None)
     warm_s = warm_render_cache(config, max(sizes))
     overhead = prefect_task_overhead(env, overhead_tasks)
@@ -99,6 +105,13 @@ def measure(env: BenchEnv, sizes: Sequence[int], *, overhead_tasks: int = 200) -
             f"in flight, {DOWNLOAD_CONCURRENCY} downloads; 2 stems × 1 s 8 kHz per track; "
             f"{rss_growth(flow.detail['rss_samples'])}"
         )
+        if tracks <= analysis_up_to:
+            analysed = run_flow_side(env, tracks, timeout_s=timeout_s * 2, analyze=True)
+            conditions += (
+                f"; with the per-batch quality analysis on (the default; it also fetches and decodes every "
+                f"mix): {analysed.wall_s:.1f} s, {ratio(analysed.wall_s, baseline.wall_s)} the baseline, "
+                f"{analysed.peak_rss_mb:.0f} MB"
+            )
         if letter == "a":
             conditions += (
                 f"; Prefect costs {overhead['ms_per_task_sequential']:.0f} ms per task run awaited alone, "
