@@ -233,10 +233,13 @@ class SunoClient:
         max_bytes: int,
         chunk_size: int = 256 * 1024,
         expected_bytes: int | None = None,
+        fsync: bool = True,
     ) -> DownloadResult:
         """Stream a stem file into `dest` (a `.part` path), resuming bytes already there.
 
-        No Authorization header is sent: file URLs may be on third-party hosts.
+        No Authorization header is sent: file URLs may be on third-party hosts. The sha256 is
+        of the bytes on disk. With `fsync=False` the caller forces the file to disk itself
+        (for instance outside a concurrency slot, together with its other file work).
         """
         return await download_to_file(
             self._http,
@@ -246,6 +249,7 @@ class SunoClient:
             chunk_size=chunk_size,
             expected_bytes=expected_bytes,
             retrying=lambda: self._retrying(_is_retryable_download_error),
+            fsync=fsync,
         )
 
     # --- plumbing --------------------------------------------------------------------------

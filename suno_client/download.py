@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -104,16 +105,20 @@ def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     return response.aiter_raw()
 
 
-def _finalize(dest: Path) -> tuple[int, str]:
-    """Hash the whole file and force it to disk."""
+def _hash_file(dest: Path) -> tuple[int, Any]:
+    """Size and running sha256 of what a partial file already holds (the resume path only)."""
     digest = hashlib.sha256()
     size = 0
-    with open(dest, "rb+") as handle:
+    with open(dest, "rb") as handle:
         while block := handle.read(_HASH_BLOCK):
             digest.update(block)
             size += len(block)
+    return size, digest
+
+
+def _fsync_file(dest: Path) -> None:
+    with open(dest, "rb+") as handle:
         os.fsync(handle.fileno())
-    return size, digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,10 @@ class _Transfer:
         self._chunk_size = chunk_size
         self._where = mask_url(url)
         self.resumed = False
+        # The sha256 is taken as the bytes stream past (a re-read of the file would cost a
+        # second pass and a worker-thread hop per stem); a resume hashes the existing prefix first.
+        self.digest = hashlib.sha256()
+        self.size = 0
 
     def _error(
         self,
@@ -156,6 +165,11 @@ class _Transfer:
 
     async def attempt(self) -> None:
         existing = self._dest.stat().st_size if self._dest.exists() else 0
+        if existing:
+            self.size, self.digest = await asyncio.to_thread(_hash_file, self._dest)
+            existing = self.size
+        else:
+            self.size, self.digest = 0, hashlib.sha256()
         headers = {"Accept-Encoding": "identity"}
         if existing:
             headers["Range"] = f"bytes={existing}-"
@@ -221,6 +235,8 @@ class _Transfer:
 
     async def _write_body(self, response: httpx.Response, plan: _Plan, existing: int) -> None:
         written = existing if plan.append else 0
+        if not plan.append:
+            self.size, self.digest = 0, hashlib.sha256()
         too_large = False
         # The write buffer is flushed when the file closes, also when the body breaks off.
         with open(self._dest, "ab" if plan.append else "wb", buffering=self._chunk_size) as handle:
@@ -230,6 +246,8 @@ class _Transfer:
                     too_large = True
                     break
                 handle.write(chunk)
+                self.digest.update(chunk)
+                self.size = written
         if too_large:
             self._dest.unlink(missing_ok=True)
             raise self._error(DownloadTooLarge, f"Body exceeds the cap of {self._max_bytes} bytes")
@@ -246,6 +264,7 @@ async def download_to_file(
     chunk_size: int,
     expected_bytes: int | None,
     retrying: Callable[[], AsyncRetrying],
+    fsync: bool = True,
 ) -> DownloadResult:
     """Stream `url` into `dest`, resuming a partial file; see `SunoClient.download`."""
     check_download_url(url)
@@ -254,7 +273,9 @@ async def download_to_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     transfer = _Transfer(http, url, dest, max_bytes=max_bytes, chunk_size=chunk_size)
     await retrying()(transfer.attempt)
-    size, sha256 = await asyncio.to_thread(_finalize, dest)
+    size, sha256 = transfer.size, transfer.digest.hexdigest()
+    if fsync:
+        await asyncio.to_thread(_fsync_file, dest)
     if expected_bytes is not None and size != expected_bytes:
         if size < expected_bytes:
             raise DownloadTruncated(f"File has {size} of the expected {expected_bytes} bytes", endpoint=mask_url(url))

@@ -1,8 +1,8 @@
 """Fetch every stem of a separated job: streamed, verified, atomic.
 
 A stem lands at `DATA_DIR/stems/{audio_id}/{type}/{stem}.mp3` only after it was
-streamed to a `.part` file under a byte cap, fsynced, decoded end to end and
-hashed; the rename is the commit. A stem already on disk is kept when its sha256
+streamed (and hashed) to a `.part` file under a byte cap, decoded end to end and
+fsynced; the rename is the commit. A stem already on disk is kept when its sha256
 still matches the ledger, and fetched again for free when it is lost or corrupt.
 """
 
@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_ATTEMPTS = 3
 LOCK_POLL_S = 0.05
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -77,6 +82,7 @@ def _commit_stem(ledger: Ledger, stem: StemRow, part: Path, final: Path, relpath
     event loop and a thread costs more than the file work itself.
     """
     facts = probe(part)
+    _fsync_file(part)
     os.replace(part, final)
     _fsync_dir(final.parent)
     ledger.record_stem_download(
@@ -161,7 +167,9 @@ async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path
             break
         try:
             async with ctx.download_slots:
-                result = await ctx.client.download(url, part, max_bytes=ctx.options.max_download_bytes)
+                # Forced to disk after the slot is given back: an fsync can take milliseconds,
+                # and a slot held through it is a transfer not happening.
+                result = await ctx.client.download(url, part, max_bytes=ctx.options.max_download_bytes, fsync=False)
         except DownloadExpired as error:
             last_error, expired = str(error), True
             if refreshed:
