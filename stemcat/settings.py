@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from suno_client.shared_pacing import DEFAULT_POLL_SHARE
+
 REAL_API_BASE_URL = "https://api.sunoapi.org"
 
 
@@ -41,7 +43,7 @@ class Settings(BaseSettings):
     )
     rate_limit: int = Field(default=20, ge=1, description="Requests per rate window (submits and polls).")
     rate_window_s: float = Field(default=10.0, gt=0)
-    poll_share: float = Field(default=0.5, gt=0.0, le=1.0,
+    poll_share: float = Field(default=DEFAULT_POLL_SHARE, gt=0.0, le=1.0,
                               description="Most of the rate budget polls may take while submits wait.")
     concurrency: int = Field(default=8, ge=1, description="Jobs in flight at once.")
     download_concurrency: int = Field(default=8, ge=1)

@@ -24,6 +24,7 @@ from catalog import Ledger, StemRow
 from suno_client import DownloadExpired, DownloadResult, SunoError
 from tasks.audio import UndecodableAudio, probe, sha256_file
 from tasks.context import RunContext
+from tasks.durable import fsync_dir, fsync_file
 from tasks.paths import UnsafePathPart, stem_relpath
 from tasks.progress import reporter
 from tasks.separation import store_record
@@ -32,19 +33,6 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_ATTEMPTS = 3
 LOCK_POLL_S = 0.05
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def stem_is_intact(data_dir: Path, stem: StemRow) -> bool:
@@ -82,9 +70,9 @@ def _commit_stem(ledger: Ledger, stem: StemRow, part: Path, final: Path, relpath
     event loop and a thread costs more than the file work itself.
     """
     facts = probe(part)
-    _fsync_file(part)
+    fsync_file(part)
     os.replace(part, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     ledger.record_stem_download(
         stem.job_id, stem.stem, path=str(relpath), bytes=result.bytes, sha256=result.sha256,
         duration_s=facts.duration_s, sample_rate=facts.sample_rate, channels=facts.channels,

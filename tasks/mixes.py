@@ -20,6 +20,7 @@ from pathlib import Path
 
 from suno_client import SunoClient, SunoError
 from tasks.audio import UndecodableAudio, probe
+from tasks.durable import fsync_dir
 from tasks.paths import check_id
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,6 @@ def candidate_urls(origin_urls: Iterable[str | None], source_url: str | None) ->
     return list(dict.fromkeys(ordered))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 async def _download(client: SunoClient, url: str, final: Path, max_bytes: int) -> None:
     # A unique temp name: two batches fetching the same mix never write into one file, and the
     # second rename replaces a complete file with an identical one.
@@ -65,7 +58,7 @@ async def _download(client: SunoClient, url: str, final: Path, max_bytes: int) -
     finally:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
-    await asyncio.to_thread(_fsync_dir, final.parent)
+    await asyncio.to_thread(fsync_dir, final.parent)
 
 
 async def _generation_audio_url(client: SunoClient, task_id: str, audio_id: str) -> str | None:
