@@ -48,6 +48,7 @@ from catalog.errors import (
     UnknownJobError,
     UnknownRunError,
 )
+from catalog.group_commit import LedgerWriter
 from catalog.ledger import Ledger, SnapshotReader
 from catalog.models import (
     Job,
@@ -75,6 +76,7 @@ __all__ = [
     "JobStatus",
     "Ledger",
     "LedgerClosedError",
+    "LedgerWriter",
     "RejectRow",
     "RunStatus",
     "SnapshotReader",

@@ -140,6 +140,7 @@ class Ledger:
         self._clock = clock
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
+        self._in_batch = False
         self._con: sqlite3.Connection | None = sqlite_conn.connect(self.path, busy_timeout_s=busy_timeout_s)
         self._con.row_factory = sqlite3.Row
         try:
@@ -167,9 +168,33 @@ class Ledger:
         self.close()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around many writes (group commit), committed when the block ends.
+
+        Inside it each write method runs in its own savepoint: a write that raises undoes only
+        itself, the others commit together. ``BEGIN IMMEDIATE`` raises ``sqlite3.OperationalError``
+        (see ``sqlite_conn.is_busy``) when another connection holds the write lock past the busy
+        timeout. Nothing written in the block is durable before the block ends.
+        """
+        with self._lock:
+            con = self._connection()
+            if self._in_batch:
+                raise RuntimeError("ledger batches do not nest")
+            with sqlite_conn.write_transaction(con):
+                self._in_batch = True
+                try:
+                    yield
+                finally:
+                    self._in_batch = False
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             con = self._connection()
+            if self._in_batch:
+                with sqlite_conn.savepoint(con):
+                    yield con
+                return
             with sqlite_conn.write_transaction(con):
                 yield con
 

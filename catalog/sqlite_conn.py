@@ -90,6 +90,25 @@ def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 @contextmanager
+def savepoint(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write inside a surrounding transaction: if it raises, only its own changes are undone."""
+    con.execute("SAVEPOINT ledger_write")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK TO ledger_write")
+        con.execute("RELEASE ledger_write")
+        raise
+    con.execute("RELEASE ledger_write")
+
+
+def is_busy(error: sqlite3.OperationalError) -> bool:
+    """SQLite's "another connection holds the lock" (the busy timeout ran out)."""
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+@contextmanager
 def read_transaction(path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Iterator[sqlite3.Connection]:
     """A separate query-only connection holding one consistent read snapshot (WAL: writers go on)."""
     con = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)

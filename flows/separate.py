@@ -27,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
-from catalog import Ledger, RejectRow
+from catalog import Ledger, LedgerWriter, RejectRow
 from catalog.charts import write_catalog_charts
 from flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
 from stemcat.settings import load_settings
@@ -134,14 +134,14 @@ async def process_batch(ctx: RunContext, items: list[WorkItem]) -> None:
     if separated or finished:
         results = await download_batch(ctx, quote(separated + finished))
         downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
-        fresh = await asyncio.to_thread(_not_analysed, ctx.ledger, downloaded)
+        fresh = await _not_analysed(ctx, downloaded)
         if fresh and ctx.options.analyze:  # quality figures, on the worker that downloaded, while the files are warm
             await analyze_batch(ctx, quote(fresh))
 
 
-def _not_analysed(ledger: Ledger, job_ids: list[str]) -> list[str]:
+async def _not_analysed(ctx: RunContext, job_ids: list[str]) -> list[str]:
     """Jobs without quality figures yet (a rerun re-verifies files but does not re-measure them)."""
-    jobs = (ledger.get_job(job_id) for job_id in job_ids)
+    jobs = [await ctx.writes.read(Ledger.get_job, job_id) for job_id in job_ids]
     return [job.job_id for job in jobs if job is not None and job.analyzed_at is None]
 
 
@@ -191,6 +191,7 @@ def _budget_cap(plan: Plan, options: RunOptions, balance: int | None) -> int | N
 async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunContext]:
     options.data_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(options.data_dir / "ledger.sqlite")
+    writes = LedgerWriter.open(ledger.path)
     secret = load_secret(options.data_dir)
     limiter = make_limiter(options)
     receiver = None
@@ -200,18 +201,21 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
                 if options.callback_url:  # a long-lived receiver elsewhere stores callbacks in the ledger
                     callback_base, hub = options.callback_url, CallbackHub()
                 else:
-                    receiver = CallbackReceiver(ledger, secret).start()
+                    receiver = CallbackReceiver(ledger, secret, writer=writes).start()
                     callback_base, hub = receiver.base_url, receiver.hub
                 hub.bind(asyncio.get_running_loop())
                 yield RunContext(run_id=run_id, options=options, ledger=ledger, client=client, secret=secret,
-                                 callback_base=callback_base, hub=hub)
+                                 callback_base=callback_base, hub=hub, writes=writes)
     finally:
         if receiver is not None:
-            receiver.stop()
+            # Off the loop: a callback arriving now still needs the loop to commit its record.
+            await asyncio.to_thread(receiver.stop)
+        await writes.drain()
         try:
             await limiter.aclose()  # gives reserved slots back to runs sharing the key
         except Exception as error:  # a pacer gone away must not hide how the run ended
             log.warning("closing the rate limiter failed: %s", error)
+        writes.close()
         ledger.close()
 
 

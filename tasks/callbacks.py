@@ -14,7 +14,7 @@ import hmac
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from catalog import Ledger
+from catalog import Ledger, LedgerWriter
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,12 @@ class CallbackHub:
             event.set()
 
 
-def build_app(ledger: Ledger, secret: bytes, on_callback: Callable[[str], None] | None = None) -> Starlette:
+StoreCallback = Callable[[str, str | None, int | None, dict[str, Any]], Awaitable[None]]
+
+
+def build_app(store: StoreCallback, secret: bytes, on_callback: Callable[[str], None] | None = None) -> Starlette:
+    """`store(token, task_id, code, payload)` makes the callback durable before it is answered."""
+
     async def receive(request: Request) -> JSONResponse:
         token = request.path_params["token"]
         if not hmac.compare_digest(sign(secret, token), request.query_params.get("sig", "")):
@@ -98,7 +103,7 @@ def build_app(ledger: Ledger, secret: bytes, on_callback: Callable[[str], None] 
         if not isinstance(payload, dict):
             return JSONResponse({"code": 400, "msg": "body is not a JSON object"}, status_code=400)
         task_id, code = _task_id_and_code(payload)
-        await asyncio.to_thread(ledger.record_callback, token, task_id, code, payload)
+        await store(token, task_id, code, payload)
         if on_callback is not None:
             on_callback(token)
         return JSONResponse({"code": 200, "msg": "ok"})
@@ -106,13 +111,29 @@ def build_app(ledger: Ledger, secret: bytes, on_callback: Callable[[str], None] 
     return Starlette(routes=[Route("/callback/{token}", receive, methods=["POST"])])
 
 
+def _store_in(ledger: Ledger, writer: LedgerWriter | None) -> StoreCallback:
+    """Record callbacks through the run's group-committing writer (on the run's loop), else directly."""
+    if writer is None:
+        async def store_directly(token: str, task_id: str | None, code: int | None, payload: dict[str, Any]) -> None:
+            await asyncio.to_thread(ledger.record_callback, token, task_id, code, payload)
+
+        return store_directly
+    run_loop = asyncio.get_running_loop()
+
+    async def store_via_writer(token: str, task_id: str | None, code: int | None, payload: dict[str, Any]) -> None:
+        write = writer.write(Ledger.record_callback, token, task_id, code, payload)
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(write, run_loop))
+
+    return store_via_writer
+
+
 class CallbackReceiver:
     """A uvicorn server for callbacks, on a background thread (port 0 picks a free port)."""
 
     def __init__(self, ledger: Ledger, secret: bytes, *, host: str = "127.0.0.1", port: int = 0,
-                 hub: CallbackHub | None = None) -> None:
+                 hub: CallbackHub | None = None, writer: LedgerWriter | None = None) -> None:
         self.hub = hub or CallbackHub()
-        app = build_app(ledger, secret, self.hub.notify)
+        app = build_app(_store_in(ledger, writer), secret, self.hub.notify)
         self._server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from catalog import Ledger
+from catalog import Ledger, LedgerWriter
 from suno_client import SunoClient
 from suno_client.shared_pacing import DEFAULT_POLL_SHARE
 from tasks.callbacks import CallbackHub
@@ -97,10 +97,13 @@ class WorkItem:
 
 class RunContext:
     def __init__(self, *, run_id: str, options: RunOptions, ledger: Ledger, client: SunoClient,
-                 secret: bytes, callback_base: str, hub: CallbackHub) -> None:
+                 secret: bytes, callback_base: str, hub: CallbackHub, writes: LedgerWriter | None = None) -> None:
         self.run_id = run_id
         self.options = options
         self.ledger = ledger
+        # The hot path's ledger calls (several per track) go through the group-committing writer
+        # on the event loop; bulk work (staging, planning, snapshots) uses `ledger` in a thread.
+        self.writes = writes if writes is not None else LedgerWriter(ledger)
         self.client = client
         self.secret = secret
         self.callback_base = callback_base

@@ -21,8 +21,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from catalog import Ledger, StemRow
-from suno_client import DownloadExpired, DownloadResult, SunoError
-from tasks.audio import UndecodableAudio, probe, sha256_file
+from suno_client import DownloadExpired, SunoError
+from tasks.audio import AudioFacts, UndecodableAudio, probe, sha256_file
 from tasks.context import RunContext
 from tasks.durable import fsync_dir, fsync_file
 from tasks.paths import UnsafePathPart, stem_relpath
@@ -45,7 +45,7 @@ def stem_is_intact(data_dir: Path, stem: StemRow) -> bool:
 
 async def _refresh_url(ctx: RunContext, job_id: str, stem_name: str) -> str | None:
     """Ask record-info (free) for fresh URLs; returns the stem's new URL if it changed."""
-    job = await asyncio.to_thread(ctx.ledger.get_job, job_id)
+    job = await ctx.writes.read(Ledger.get_job, job_id)
     if job is None or job.remote_task_id is None:
         return None
     try:
@@ -57,26 +57,23 @@ async def _refresh_url(ctx: RunContext, job_id: str, stem_name: str) -> str | No
     return next((url for stem, url in record.stem_urls.items() if str(stem) == stem_name), None)
 
 
-def _current_rows(ledger: Ledger, data_dir: Path, job_id: str) -> dict[str, tuple[StemRow, bool]]:
+async def _current_rows(ctx: RunContext, job_id: str) -> dict[str, tuple[StemRow, bool]]:
     """The job's stems as the ledger has them now (another run may have fetched some), and which are intact."""
-    return {row.stem: (row, stem_is_intact(data_dir, row)) for row in ledger.stems_for_job(job_id)}
+    rows = await ctx.writes.read(Ledger.stems_for_job, job_id)
+    if not any(row.status == "downloaded" for row in rows):  # nothing on disk to check
+        return {row.stem: (row, False) for row in rows}
+    data_dir = ctx.options.data_dir
+    intact = await asyncio.to_thread(lambda: [stem_is_intact(data_dir, row) for row in rows])
+    return {row.stem: (row, ok) for row, ok in zip(rows, intact, strict=True)}
 
 
-def _commit_stem(ledger: Ledger, stem: StemRow, part: Path, final: Path, relpath: Path,
-                 result: DownloadResult) -> None:
-    """Verify the streamed file decodes, move it into place durably, then record it.
-
-    One worker-thread hop for all of it: at thousands of stems, each hop between the
-    event loop and a thread costs more than the file work itself.
-    """
+def _place_stem(part: Path, final: Path) -> AudioFacts:
+    """Verify the streamed file decodes, then move it into place durably (one worker-thread hop)."""
     facts = probe(part)
     fsync_file(part)
     os.replace(part, final)
     fsync_dir(final.parent)
-    ledger.record_stem_download(
-        stem.job_id, stem.stem, path=str(relpath), bytes=result.bytes, sha256=result.sha256,
-        duration_s=facts.duration_s, sample_rate=facts.sample_rate, channels=facts.channels,
-    )
+    return facts
 
 
 async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
@@ -88,7 +85,7 @@ async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
         try:
             wanted.append((stem, stem_relpath(stem.audio_id, stem.separation_type, stem.stem)))
         except UnsafePathPart as error:
-            await asyncio.to_thread(ctx.ledger.mark_stem, stem.job_id, stem.stem, "failed", str(error))
+            await ctx.writes.write(Ledger.mark_stem, stem.job_id, stem.stem, "failed", str(error))
             statuses[stem.stem] = "failed"
     # Only stems the ledger calls downloaded can be intact on disk: fresh jobs skip the file checks.
     if wanted and all(stem.status == "downloaded" for stem, _ in wanted):
@@ -101,7 +98,7 @@ async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
         # Another run may be fetching the same job: one writer per job, then the other sees its files intact.
         lock = data_dir / "locks" / "stems" / f"{first.audio_id}.{first.separation_type}.lock"
         async with _file_lock(lock):
-            current = await asyncio.to_thread(_current_rows, ctx.ledger, data_dir, first.job_id)
+            current = await _current_rows(ctx, first.job_id)
             settled = await asyncio.gather(*(
                 _settle_stem(ctx, *current.get(stem.stem, (stem, False)), relpath) for stem, relpath in wanted
             ))
@@ -173,37 +170,41 @@ async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path
             last_error = str(error)
             continue
         try:
-            await asyncio.to_thread(_commit_stem, ctx.ledger, stem, part, final, relpath, result)
+            facts = await asyncio.to_thread(_place_stem, part, final)
         except UndecodableAudio as error:
             last_error = str(error)
             part.unlink(missing_ok=True)
             continue
+        await ctx.writes.write(
+            Ledger.record_stem_download, stem.job_id, stem.stem, path=str(relpath), bytes=result.bytes,
+            sha256=result.sha256, duration_s=facts.duration_s, sample_rate=facts.sample_rate, channels=facts.channels,
+        )
         ctx.counts["stems_downloaded"] += 1
         ctx.counts["bytes_downloaded"] += result.bytes
         return "downloaded"
     if not url and stem.url_expires_at is not None and stem.url_expires_at < time.time():
         expired = True
     status = "expired" if expired else "failed"
-    await asyncio.to_thread(ctx.ledger.mark_stem, stem.job_id, stem.stem, status, last_error)
+    await ctx.writes.write(Ledger.mark_stem, stem.job_id, stem.stem, status, last_error)
     return status
 
 
 async def download_job(ctx: RunContext, job_id: str) -> str:
     """Download all stems of one job and settle the job's status."""
-    stems = await asyncio.to_thread(ctx.ledger.stems_for_job, job_id)
+    stems = await ctx.writes.read(Ledger.stems_for_job, job_id)
     if not stems:
         return "failed"
     statuses = await download_stems(ctx, stems)
     if all(s == "downloaded" for s in statuses):
-        await asyncio.to_thread(ctx.ledger.mark_status, job_id, "downloaded")
+        await ctx.writes.write(Ledger.mark_status, job_id, "downloaded")
         ctx.counts["downloaded"] += 1
         reporter().advance("downloaded")
         return "downloaded"
     if "expired" in statuses:
-        await asyncio.to_thread(ctx.ledger.mark_status, job_id, "expired", "stem URLs expired before download")
+        await ctx.writes.write(Ledger.mark_status, job_id, "expired", "stem URLs expired before download")
         ctx.counts["expired"] += 1
         # Re-separating is the only way back, and it is paid: say what it would cost.
-        job = await asyncio.to_thread(ctx.ledger.get_job, job_id)
+        job = await ctx.writes.read(Ledger.get_job, job_id)
         ctx.counts["expired_credits"] += job.credits if job else 0
         return "expired"
     ctx.counts["download_failed"] += 1

@@ -27,7 +27,7 @@ from suno_client import (
     SubmitOutcomeUnknown,
     SunoError,
 )
-from catalog import Job
+from catalog import Job, Ledger
 from suno_client.shared_pacing import polling
 from tasks.callbacks import callback_url
 from tasks.context import RunAborted, RunContext, WorkItem
@@ -65,8 +65,8 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
     claimed: list[Job] = []
 
     async def claim_intent() -> None:
-        job = await asyncio.to_thread(
-            ctx.ledger.claim, item.audio_id, item.task_id, item.separation_type, credits, ctx.run_id,
+        job = await ctx.writes.write(
+            Ledger.claim, item.audio_id, item.task_id, item.separation_type, credits, ctx.run_id,
             force=needs_force(item.status, ctx.options.policy), job_id=job_id,
         )
         if job is None:
@@ -92,7 +92,7 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
                 return None
             raise
         return await _settle_failed_submit(ctx, claimed[0], credits, error)
-    await asyncio.to_thread(ctx.ledger.mark_submitted, job_id, remote_task_id)
+    await ctx.writes.write(Ledger.mark_submitted, job_id, remote_task_id)
     ctx.counts["submitted"] += 1
     reporter().advance("submitted")
     return job_id
@@ -101,12 +101,12 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
 async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: BaseException) -> str | None:
     """Record why a claimed submit did not return a taskId."""
     if isinstance(error, SubmitOutcomeUnknown):
-        await asyncio.to_thread(ctx.ledger.mark_unknown, job.job_id, str(error))
+        await ctx.writes.write(Ledger.mark_unknown, job.job_id, str(error))
         ctx.counts["unknown"] += 1
         return None
     if isinstance(error, SunoError):
         # Every other client error means the API did not execute the call: no charge.
-        await asyncio.to_thread(ctx.ledger.mark_not_submitted, job.job_id, error.code, str(error))
+        await ctx.writes.write(Ledger.mark_not_submitted, job.job_id, error.code, str(error))
         ctx.budget.release(credits)
         if isinstance(error, InsufficientCredits):
             ctx.stop_submitting("out of credits (429)")
@@ -117,7 +117,7 @@ async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: 
         return None
     # Anything unforeseen after the intent (a bug, a cancellation): we cannot know
     # whether the POST left, so it is unknown, never silently retried.
-    await asyncio.to_thread(ctx.ledger.mark_unknown, job.job_id, f"interrupted: {error!r}")
+    await ctx.writes.write(Ledger.mark_unknown, job.job_id, f"interrupted: {error!r}")
     ctx.counts["unknown"] += 1
     raise error
 
@@ -130,7 +130,7 @@ async def wait_for_owner(ctx: RunContext, item: WorkItem) -> str | None:
     """
     deadline = time.monotonic() + ctx.options.job_timeout_s
     while time.monotonic() < deadline:
-        latest = await asyncio.to_thread(ctx.ledger.latest_jobs, [(item.audio_id, item.separation_type)])
+        latest = await ctx.writes.read(Ledger.latest_jobs, [(item.audio_id, item.separation_type)])
         job = latest.get((item.audio_id, item.separation_type))
         if job is not None and job.remote_task_id:
             ctx.counts["shared_with_other_run"] += 1
@@ -160,16 +160,16 @@ async def store_record(ctx: RunContext, job_id: str, record: SeparationRecord) -
     flag = record.success_flag
     if record.stem_urls and flag.has_results:
         expires = _expiry(record)
-        await asyncio.to_thread(
-            ctx.ledger.mark_succeeded, job_id, success_flag=str(flag),
+        await ctx.writes.write(
+            Ledger.mark_succeeded, job_id, success_flag=str(flag),
             completed_at=record.complete_time.timestamp() if record.complete_time else None,
             origin_url=record.origin_url,
             stems=[(str(stem), url, expires) for stem, url in record.stem_urls.items()],
         )
         return "succeeded"
     if flag.is_terminal:
-        await asyncio.to_thread(
-            ctx.ledger.mark_failed, job_id, success_flag=str(flag), error_code=record.error_code,
+        await ctx.writes.write(
+            Ledger.mark_failed, job_id, success_flag=str(flag), error_code=record.error_code,
             error=record.error_message or f"{flag} without stem URLs",
         )
         return "failed"
@@ -178,7 +178,7 @@ async def store_record(ctx: RunContext, job_id: str, record: SeparationRecord) -
 
 async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool) -> str:
     """Poll one job with per-job back-off (woken early by its callback) until it ends or times out."""
-    job = await asyncio.to_thread(ctx.ledger.get_job, job_id)
+    job = await ctx.writes.read(Ledger.get_job, job_id)
     if job is None or job.remote_task_id is None:
         return "missing"
     options = ctx.options
@@ -210,7 +210,7 @@ async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool) -> st
                 ctx.counts[status] += 1
                 reporter().advance("separated")
                 return status
-            await asyncio.to_thread(ctx.ledger.mark_polled, job_id, time.time() + (delay or options.poll_initial_s))
+            await ctx.writes.write(Ledger.mark_polled, job_id, time.time() + (delay or options.poll_initial_s))
             if time.monotonic() >= deadline:
                 ctx.counts["timed_out"] += 1
                 return "timed_out"
