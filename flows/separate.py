@@ -197,7 +197,8 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
     receiver = None
     try:
         with RunLock(options.data_dir, run_id):
-            async with SunoClient(base_url=options.base_url, limiter=limiter) as client:
+            async with SunoClient(base_url=options.base_url, limiter=limiter,
+                                  max_download_connections=options.download_concurrency) as client:
                 if options.callback_url:  # a long-lived receiver elsewhere stores callbacks in the ledger
                     callback_base, hub = options.callback_url, CallbackHub()
                 else:

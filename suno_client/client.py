@@ -140,7 +140,8 @@ class SunoClient:
         max_read_attempts: int = 6,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
-        max_connections: int = 32,
+        max_connections: int = 16,
+        max_download_connections: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -167,6 +168,17 @@ class SunoClient:
             headers={"User-Agent": _USER_AGENT},
             transport=transport,
         )
+        # Stem files get a pool of their own, sized to the downloads run at once: httpcore scans
+        # every pooled connection on each request, and a big shared pool made that the costliest
+        # part of a small request. Its own client also means no base URL and no key near file hosts.
+        self._files = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_download_connections,
+                                max_keepalive_connections=max_download_connections),
+            follow_redirects=False,
+            headers={"User-Agent": _USER_AGENT},
+            transport=transport,
+        )
 
     @property
     def limiter(self) -> RequestLimiter:
@@ -185,6 +197,7 @@ class SunoClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._files.aclose()
 
     def __repr__(self) -> str:
         return f"SunoClient(base_url={self.base_url!r}, limiter={self._limiter!r})"
@@ -242,7 +255,7 @@ class SunoClient:
         (for instance outside a concurrency slot, together with its other file work).
         """
         return await download_to_file(
-            self._http,
+            self._files,
             url,
             Path(dest),
             max_bytes=max_bytes,
