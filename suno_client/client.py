@@ -140,7 +140,7 @@ class SunoClient:
         max_read_attempts: int = 6,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
-        max_connections: int = 16,
+        max_connections: int = 4,
         max_download_connections: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,

@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -146,7 +146,6 @@ class _Transfer:
         self._dest = dest
         self._max_bytes = max_bytes
         self._chunk_size = chunk_size
-        self._where = mask_url(url)
         self.resumed = False
         # The sha256 is taken as the bytes stream past (a re-read of the file would cost a
         # second pass and a worker-thread hop per stem); a resume hashes the existing prefix first.
@@ -161,10 +160,13 @@ class _Transfer:
         code: int | None = None,
         policy: ErrorPolicy | None = None,
     ) -> DownloadError:
-        return kind(message, endpoint=self._where, code=code, policy=policy)
+        return kind(message, endpoint=mask_url(self._url), code=code, policy=policy)
 
     async def attempt(self) -> None:
-        existing = self._dest.stat().st_size if self._dest.exists() else 0
+        try:
+            existing = self._dest.stat().st_size
+        except FileNotFoundError:
+            existing = 0
         if existing:
             self.size, self.digest = await asyncio.to_thread(_hash_file, self._dest)
             existing = self.size
@@ -233,13 +235,21 @@ class _Transfer:
             )
         return plan
 
+    def _open(self, append: bool) -> BinaryIO:
+        mode = "ab" if append else "wb"
+        try:
+            return open(self._dest, mode, buffering=self._chunk_size)
+        except FileNotFoundError:  # the first file of its folder: a mkdir per stem would cost more
+            self._dest.parent.mkdir(parents=True, exist_ok=True)
+            return open(self._dest, mode, buffering=self._chunk_size)
+
     async def _write_body(self, response: httpx.Response, plan: _Plan, existing: int) -> None:
         written = existing if plan.append else 0
         if not plan.append:
             self.size, self.digest = 0, hashlib.sha256()
         too_large = False
         # The write buffer is flushed when the file closes, also when the body breaks off.
-        with open(self._dest, "ab" if plan.append else "wb", buffering=self._chunk_size) as handle:
+        with self._open(plan.append) as handle:
             async for chunk in _raw_chunks(response):
                 written += len(chunk)
                 if written > self._max_bytes:
@@ -270,7 +280,6 @@ async def download_to_file(
     check_download_url(url)
     if max_bytes <= 0 or chunk_size <= 0:
         raise ValueError("max_bytes and chunk_size must be positive")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     transfer = _Transfer(http, url, dest, max_bytes=max_bytes, chunk_size=chunk_size)
     await retrying()(transfer.attempt)
     size, sha256 = transfer.size, transfer.digest.hexdigest()
