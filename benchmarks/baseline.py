@@ -75,9 +75,11 @@ async def _answer_callbacks(reader: asyncio.StreamReader, writer: asyncio.Stream
 
 
 class Script:
-    def __init__(self, args: argparse.Namespace, http: httpx.AsyncClient, callback_url: str) -> None:
+    def __init__(self, args: argparse.Namespace, http: httpx.AsyncClient, files: httpx.AsyncClient,
+                 callback_url: str) -> None:
         self.args = args
         self.http = http
+        self.files = files
         self.callback_url = callback_url
         self.pacer = Pacer(args.rate_limit, args.rate_window)
         self.downloads = asyncio.Semaphore(args.download_concurrency)
@@ -100,7 +102,7 @@ class Script:
 
     async def download(self, url: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        async with self.downloads, self.http.stream("GET", url) as response:
+        async with self.downloads, self.files.stream("GET", url) as response:
             response.raise_for_status()
             with dest.open("wb") as handle:
                 async for chunk in response.aiter_bytes(CHUNK):
@@ -145,12 +147,20 @@ class Script:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {os.environ['SUNO_API_KEY']}"}
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    # The same connection limits as stemcat's client: a small pool for the (rate-limited) API
+    # calls, and one pool for stem files sized to the downloads in flight.
+    api_limits = httpx.Limits(max_connections=args.api_connections, max_keepalive_connections=args.api_connections)
+    file_limits = httpx.Limits(max_connections=args.download_concurrency,
+                               max_keepalive_connections=args.download_concurrency)
     started = time.perf_counter()
     sink = await asyncio.start_server(_answer_callbacks, "127.0.0.1", 0)
     callback_url = f"http://127.0.0.1:{sink.sockets[0].getsockname()[1]}/callback"
-    async with sink, httpx.AsyncClient(base_url=args.base_url, headers=headers, limits=limits, timeout=30) as http:
-        script = Script(args, http, callback_url)
+    async with (
+        sink,
+        httpx.AsyncClient(base_url=args.base_url, headers=headers, limits=api_limits, timeout=30) as http,
+        httpx.AsyncClient(limits=file_limits, timeout=30) as files,
+    ):
+        script = Script(args, http, files, callback_url)
         await script.run()
     return {"wall_s": time.perf_counter() - started, "counts": dict(script.counts)}
 
@@ -165,6 +175,7 @@ def main() -> None:
     parser.add_argument("--rate-window", type=float, default=10.0)
     parser.add_argument("--in-flight", type=int, default=200, help="jobs in flight (the flow: batches x batch size)")
     parser.add_argument("--download-concurrency", type=int, default=8)
+    parser.add_argument("--api-connections", type=int, default=4, help="API connection pool (stemcat's default)")
     parser.add_argument("--poll-initial", type=float, default=10.0)
     parser.add_argument("--poll-factor", type=float, default=1.5)
     parser.add_argument("--poll-max", type=float, default=60.0)
