@@ -5,7 +5,9 @@ Layout under DATA_DIR
 ``ledger.sqlite``
     The source of truth for what was paid for, job state, stems, runs, callbacks and rejects.
     SQLite in WAL mode with ``synchronous=FULL`` and a 60 s ``busy_timeout``. Every state change
-    is its own short ``BEGIN IMMEDIATE`` transaction, durable when the method returns. A claim
+    is its own short ``BEGIN IMMEDIATE`` transaction, durable when the method returns; a run's hot
+    path writes through ``LedgerWriter``, which groups the writes of one turn of the event loop in
+    one transaction (each in a savepoint) and returns to each caller once they are on disk. A claim
     writes the ``intent`` job and its ``+credits`` spend row in one transaction *before* the paid
     request leaves, so a crash can never lead to paying twice without the ledger knowing. Safe for
     several ``stemcat run`` processes on one host at once (and for threads: one connection per

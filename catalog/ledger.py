@@ -3,6 +3,8 @@
 Every state change is its own short ``BEGIN IMMEDIATE`` transaction, committed with
 ``synchronous=FULL`` before the method returns. One connection per ``Ledger`` guarded by a lock
 makes it thread-safe; SQLite's file locks (WAL, 60 s busy timeout) make several processes safe.
+Inside ``batch()`` (used by ``catalog.group_commit``) the writes share one transaction instead,
+each in a savepoint, durable when the batch commits.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Two passes over the manifest keep memory flat: the first validates, stages tracks
 and plans (what `--dry-run` prints, and what the pre-flight balance check needs);
-the second executes batch by batch, a bounded number of batches in flight, each
-batch a submit → poll → download pipeline of three Prefect tasks.
+the second executes batch by batch, a bounded number of batches in flight, each batch one
+Prefect task in which every job goes submit → poll → download at its own pace.
 
 List arguments of tasks are wrapped in `quote`: Prefect otherwise walks every item of
 every list looking for futures, which dominated a million-row dry run.
@@ -35,7 +35,6 @@ from suno_client import SunoClient, SunoError
 from tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
 from tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
 from tasks.analyze import analyze_batch
-from tasks.downloads import download_batch
 from tasks.limits import make_limiter
 from tasks.manifest import ManifestError, iter_manifest
 from tasks.plan import Plan, plan_batch
@@ -43,7 +42,7 @@ from tasks.planning import Action
 from tasks.progress import reporter
 from tasks.publish import publish_catalog
 from tasks.reconcile import reconcile_intents
-from tasks.separation import await_batch, submit_batch, wait_for_owner
+from tasks.pipeline import separate_batch
 from tasks.tracks import stage_rows, stage_tracks
 
 MANIFEST_CHUNK_ROWS = 10_000
@@ -118,25 +117,18 @@ async def iter_work(ctx: RunContext, manifest: Path) -> AsyncIterator[list[WorkI
 
 
 async def process_batch(ctx: RunContext, items: list[WorkItem]) -> None:
-    """Submit what is new, poll what is pending, download what is separated."""
-    by_action: dict[str, list[WorkItem]] = {}
+    """Submit what is new, poll what is pending, download what is separated: each job at its own pace."""
     for item in items:
-        by_action.setdefault(item.action, []).append(item)
-    for action, group in by_action.items():
-        if action.startswith("skip_"):
-            ctx.counts[action] += len(group)
-    # An intent of a run that is still alive: that run pays; this one waits for its taskId.
-    owned = await asyncio.gather(*(wait_for_owner(ctx, i) for i in by_action.get(Action.RECONCILE, [])))
-    new_ids = await submit_batch(ctx, quote(by_action[Action.SUBMIT])) if Action.SUBMIT in by_action else []
-    resumed = [i.job_id for i in by_action.get(Action.POLL, []) if i.job_id] + [j for j in owned if j]
-    separated = await await_batch(ctx, quote(new_ids), quote(resumed)) if new_ids or resumed else []
-    finished = [i.job_id for i in by_action.get(Action.DOWNLOAD, []) if i.job_id]
-    if separated or finished:
-        results = await download_batch(ctx, quote(separated + finished))
-        downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
-        fresh = await _not_analysed(ctx, downloaded)
-        if fresh and ctx.options.analyze:  # quality figures, on the worker that downloaded, while the files are warm
-            await analyze_batch(ctx, quote(fresh))
+        if item.action.startswith("skip_"):
+            ctx.counts[item.action] += 1
+    active = [item for item in items if not item.action.startswith("skip_")]
+    if not active:
+        return
+    results = await separate_batch(ctx, quote(active))
+    downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
+    fresh = await _not_analysed(ctx, downloaded)
+    if fresh and ctx.options.analyze:  # quality figures, on the worker that downloaded, while the files are warm
+        await analyze_batch(ctx, quote(fresh))
 
 
 async def _not_analysed(ctx: RunContext, job_ids: list[str]) -> list[str]:

@@ -17,9 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NONE
-
 from catalog import Ledger, StemRow
 from suno_client import DownloadExpired, SunoError
 from tasks.audio import AudioFacts, UndecodableAudio, probe, sha256_file
@@ -209,10 +206,3 @@ async def download_job(ctx: RunContext, job_id: str) -> str:
         return "expired"
     ctx.counts["download_failed"] += 1
     return "failed"
-
-
-@task(name="download-batch", cache_policy=NONE, retries=0)
-async def download_batch(ctx: RunContext, job_ids: list[str]) -> dict[str, str]:
-    """Download (or verify) every stem of a batch's separated jobs."""
-    statuses = await asyncio.gather(*(download_job(ctx, job_id) for job_id in job_ids))
-    return dict(zip(job_ids, statuses, strict=True))

@@ -14,9 +14,6 @@ import time
 import uuid
 from datetime import timedelta
 
-from prefect import task
-from prefect.cache_policies import NONE
-
 from suno_client import (
     CREDITS_PER_TYPE,
     ErrorPolicy,
@@ -143,13 +140,6 @@ async def wait_for_owner(ctx: RunContext, item: WorkItem) -> str | None:
     return None
 
 
-@task(name="submit-batch", cache_policy=NONE, retries=0)
-async def submit_batch(ctx: RunContext, items: list[WorkItem]) -> list[str]:
-    """Submit the new separations of one batch (paid; never retried by Prefect)."""
-    results = await asyncio.gather(*(submit_one(ctx, item) for item in items))
-    return [job_id for job_id in results if job_id is not None]
-
-
 def _expiry(record: SeparationRecord) -> float:
     completed = record.complete_time.timestamp() if record.complete_time else time.time()
     return completed + URL_RETENTION.total_seconds()
@@ -216,13 +206,3 @@ async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool) -> st
                 return "timed_out"
     finally:
         ctx.hub.forget(job_id)
-
-
-@task(name="await-batch", cache_policy=NONE, retries=0)
-async def await_batch(ctx: RunContext, job_ids: list[str], resumed: list[str]) -> list[str]:
-    """Poll a batch's submitted jobs until each ends; returns the jobs that succeeded."""
-    fresh = [await_one(ctx, job_id, first_poll_now=False) for job_id in job_ids]
-    old = [await_one(ctx, job_id, first_poll_now=True) for job_id in resumed]
-    ids = job_ids + resumed
-    statuses = await asyncio.gather(*fresh, *old)
-    return [job_id for job_id, status in zip(ids, statuses, strict=True) if status == "succeeded"]

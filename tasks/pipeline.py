@@ -1,0 +1,46 @@
+"""One batch of the manifest as one Prefect task, each job flowing through its own stages.
+
+A job goes submit → await (polls, woken by its callback) → download as soon as its previous
+stage ends, not when the slowest job of its batch does: stage-wide barriers left the API idle
+while a batch downloaded and the download slots idle while it polled, which cost a quarter of
+a run's wall time. One task run per batch also keeps Prefect's per-task cost (a few ms) per
+fifty tracks, not per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from tasks.context import RunContext, WorkItem
+from tasks.downloads import download_job
+from tasks.planning import Action
+from tasks.separation import await_one, submit_one, wait_for_owner
+
+
+async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:
+    """Take one planned (audio_id, type) as far as it goes; returns (job id, download status) or None."""
+    if item.action == Action.DOWNLOAD:  # separated earlier, its stems not all on disk
+        job_id, needs_poll, poll_now = item.job_id, False, False
+    elif item.action == Action.POLL:  # submitted earlier (this or another run): poll it now
+        job_id, needs_poll, poll_now = item.job_id, True, True
+    elif item.action == Action.RECONCILE:  # a live run is paying for it: wait for its taskId
+        job_id, needs_poll, poll_now = await wait_for_owner(ctx, item), True, True
+    elif item.action == Action.SUBMIT:
+        job_id, needs_poll, poll_now = await submit_one(ctx, item), True, False
+    else:
+        return None
+    if job_id is None:
+        return None
+    if needs_poll and await await_one(ctx, job_id, first_poll_now=poll_now) != "succeeded":
+        return None
+    return job_id, await download_job(ctx, job_id)
+
+
+@task(name="separate-batch", cache_policy=NONE, retries=0)
+async def separate_batch(ctx: RunContext, items: list[WorkItem]) -> dict[str, str]:
+    """Submit (paid, never retried by Prefect), poll and download one batch; returns each job's download status."""
+    results = await asyncio.gather(*(run_job(ctx, item) for item in items))
+    return dict(result for result in results if result is not None)
