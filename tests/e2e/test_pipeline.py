@@ -141,3 +141,26 @@ def test_missing_api_key_is_a_clear_configuration_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "stemcat", "run", str(manifest), "--data-dir", str(tmp_path)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "SUNO_API_KEY is not set" in done.stderr
+
+
+def test_a_job_downloads_as_soon_as_it_is_separated_not_when_its_batch_is(render_cache, tmp_path):
+    from suno_sim import SimConfig, SimServer
+
+    # Separations of one batch end over about two seconds; each job's stems should be fetched
+    # right after its own separation, not after the batch's slowest one.
+    spread = SimConfig(seed=11, processing_s=(0.1, 2.5), rate_limit=None, cache_dir=render_cache)
+    with SimServer(spread, port=0) as sim:
+        manifest = make_tracks_manifest(sim, 8, tmp_path / "m.csv", types=("separate_vocal",))
+        data_dir = tmp_path / "data"
+        summary = run_flow(manifest, data_dir, sim.base_url, batch_size=8, concurrency=1, analyze=False)
+    assert summary["exit_code"] == 0 and summary["counts"]["downloaded"] == 8
+    ledger = Ledger(data_dir / "ledger.sqlite")
+    try:
+        jobs = ledger.jobs_by_status(["downloaded"])
+        completed = [job.completed_at for job in jobs]
+        first_download = {job.job_id: min(s.downloaded_at for s in ledger.stems_for_job(job.job_id)) for job in jobs}
+    finally:
+        ledger.close()
+    assert len(jobs) == 8 and None not in completed
+    assert max(completed) - min(completed) > 1.0  # the batch's separations really were spread out
+    assert min(first_download.values()) < max(completed)
