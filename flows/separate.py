@@ -2,8 +2,9 @@
 
 Two passes over the manifest keep memory flat: the first validates, stages tracks
 and plans (what `--dry-run` prints, and what the pre-flight balance check needs);
-the second executes batch by batch, a bounded number of batches in flight, each batch one
-Prefect task in which every job goes submit → poll → download at its own pace.
+the second executes batch by batch, each batch one Prefect task in which every job goes
+submit → poll → download at its own pace, and a rolling window of `concurrency` x `batch_size`
+jobs in flight across batches (a job starts when any other ends, not when its batch's slowest does).
 
 List arguments of tasks are wrapped in `quote`: Prefect otherwise walks every item of
 every list looking for futures, which dominated a million-row dry run.
@@ -44,6 +45,7 @@ from tasks.publish import publish_catalog
 from tasks.reconcile import reconcile_intents
 from tasks.pipeline import separate_batch
 from tasks.tracks import stage_rows, stage_tracks
+from tasks.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
 
@@ -116,15 +118,12 @@ async def iter_work(ctx: RunContext, manifest: Path) -> AsyncIterator[list[WorkI
         yield batch
 
 
-async def process_batch(ctx: RunContext, items: list[WorkItem]) -> None:
+async def process_batch(ctx: RunContext, active: list[WorkItem], entry: BatchEntry) -> None:
     """Submit what is new, poll what is pending, download what is separated: each job at its own pace."""
-    for item in items:
-        if item.action.startswith("skip_"):
-            ctx.counts[item.action] += 1
-    active = [item for item in items if not item.action.startswith("skip_")]
-    if not active:
-        return
-    results = await separate_batch(ctx, quote(active))
+    try:
+        results = await separate_batch(ctx, quote(active), entry)
+    finally:
+        entry.close()  # even when the task never started: the next batch must not wait for it
     downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
     fresh = await _not_analysed(ctx, downloaded)
     if fresh and ctx.options.analyze:  # quality figures, on the worker that downloaded, while the files are warm
@@ -138,24 +137,27 @@ async def _not_analysed(ctx: RunContext, job_ids: list[str]) -> list[str]:
 
 
 async def execute(ctx: RunContext, manifest: Path) -> None:
-    slots = asyncio.Semaphore(ctx.options.concurrency)
+    """Run every batch, the job window (`concurrency` x `batch_size` jobs) deciding when each job starts."""
     running: set[asyncio.Task[None]] = set()
     failures: list[BaseException] = []
 
-    async def guarded(items: list[WorkItem]) -> None:
+    async def guarded(items: list[WorkItem], entry: BatchEntry) -> None:
         try:
-            await process_batch(ctx, items)
+            await process_batch(ctx, items, entry)
         except BaseException as error:  # surfaced below, after the other batches settle
             failures.append(error)
-        finally:
-            slots.release()
 
     async for items in iter_work(ctx, manifest):
-        await slots.acquire()
+        for item in items:
+            if item.action.startswith("skip_"):
+                ctx.counts[item.action] += 1
+        active = [item for item in items if not item.action.startswith("skip_")]
+        if not active:
+            continue
+        entry = await ctx.window.enter(len(active))
         if failures:
-            slots.release()
             break
-        job = asyncio.create_task(guarded(items))
+        job = asyncio.create_task(guarded(active, entry))
         running.add(job)
         job.add_done_callback(running.discard)
     if running:

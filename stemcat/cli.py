@@ -76,7 +76,7 @@ def run(
                                                       "submits wait, 0-1 (default 0.5) [env STEMCAT_POLL_SHARE].")] = None,
     analyze: Annotated[bool, typer.Option(help="Measure stem quality after each batch (--no-analyze: later, "
                                                 "with `stemcat analyze`).")] = True,
-    concurrency: Annotated[int, typer.Option(help="Batches in flight at once.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Jobs in flight: concurrency x batch-size, a job starting as any other ends.")] = 4,
     download_concurrency: Annotated[int | None, typer.Option(help="Parallel stem downloads.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tracks per Prefect task run.")] = None,
     poll_initial: Annotated[float | None, typer.Option(help="Seconds before the first poll of a job.")] = None,

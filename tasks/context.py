@@ -20,6 +20,7 @@ from suno_client import SunoClient
 from suno_client.shared_pacing import DEFAULT_POLL_SHARE
 from tasks.callbacks import CallbackHub
 from tasks.planning import ResubmitPolicy
+from tasks.window import JobWindow
 
 
 class RunOptions(BaseModel):
@@ -37,7 +38,7 @@ class RunOptions(BaseModel):
     force: bool = False
     rate_limit: int = Field(default=20, ge=1)
     rate_window_s: float = Field(default=10.0, gt=0)
-    concurrency: int = Field(default=4, ge=1, description="Batches in flight at once.")
+    concurrency: int = Field(default=4, ge=1, description="Jobs in flight, in batches: concurrency x batch_size jobs.")
     download_concurrency: int = Field(default=8, ge=1)
     batch_size: int = Field(default=50, ge=1)
     poll_initial_s: float = Field(default=10.0, gt=0)
@@ -112,6 +113,7 @@ class RunContext:
         self.counts: Counter[str] = Counter()
         self.stop_reason: str | None = None
         self.download_slots = asyncio.Semaphore(options.download_concurrency)
+        self.window = JobWindow(options.concurrency * options.batch_size)
 
     def stop_submitting(self, reason: str) -> None:
         if self.stop_reason is None:

@@ -3,8 +3,9 @@
 A job goes submit → await (polls, woken by its callback) → download as soon as its previous
 stage ends, not when the slowest job of its batch does: stage-wide barriers left the API idle
 while a batch downloaded and the download slots idle while it polled, which cost a quarter of
-a run's wall time. One task run per batch also keeps Prefect's per-task cost (a few ms) per
-fifty tracks, not per call.
+a run's wall time. Each job also holds a slot of the run's job window (`tasks.window`) only
+while it runs, so the next batch's jobs start as this one's end. One task run per batch keeps
+Prefect's per-task cost (a few ms) per fifty tracks, not per call.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tasks.context import RunContext, WorkItem
 from tasks.downloads import download_job
 from tasks.planning import Action
 from tasks.separation import await_one, submit_one, wait_for_owner
+from tasks.window import BatchEntry
 
 
 async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:
@@ -40,7 +42,15 @@ async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:
 
 
 @task(name="separate-batch", cache_policy=NONE, retries=0)
-async def separate_batch(ctx: RunContext, items: list[WorkItem]) -> dict[str, str]:
-    """Submit (paid, never retried by Prefect), poll and download one batch; returns each job's download status."""
-    results = await asyncio.gather(*(run_job(ctx, item) for item in items))
+async def separate_batch(ctx: RunContext, items: list[WorkItem], entry: BatchEntry) -> dict[str, str]:
+    """Submit (paid, never retried by Prefect), poll and download one batch; returns each job's download status.
+
+    Each job waits for a slot of the run's job window, which `entry` admitted this batch into.
+    """
+
+    async def windowed(item: WorkItem) -> tuple[str, str] | None:
+        async with ctx.window.job(entry):
+            return await run_job(ctx, item)
+
+    results = await asyncio.gather(*(windowed(item) for item in items))
     return dict(result for result in results if result is not None)
