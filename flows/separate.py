@@ -124,9 +124,11 @@ async def process_batch(ctx: RunContext, active: list[WorkItem], entry: BatchEnt
         results = await separate_batch(ctx, quote(active), entry)
     finally:
         entry.close()  # even when the task never started: the next batch must not wait for it
+    if not ctx.options.analyze:  # left to `stemcat analyze`
+        return
     downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
     fresh = await _not_analysed(ctx, downloaded)
-    if fresh and ctx.options.analyze:  # quality figures, on the worker that downloaded, while the files are warm
+    if fresh:  # quality figures, on the worker that downloaded, while the files are warm
         await analyze_batch(ctx, quote(fresh))
 
 

@@ -24,6 +24,7 @@ from tasks.window import BatchEntry
 
 async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:
     """Take one planned (audio_id, type) as far as it goes; returns (job id, download status) or None."""
+    remote_task_id = None  # known here only for our own fresh submit: no read-back before polling
     if item.action == Action.DOWNLOAD:  # separated earlier, its stems not all on disk
         job_id, needs_poll, poll_now = item.job_id, False, False
     elif item.action == Action.POLL:  # submitted earlier (this or another run): poll it now
@@ -31,12 +32,18 @@ async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:
     elif item.action == Action.RECONCILE:  # a live run is paying for it: wait for its taskId
         job_id, needs_poll, poll_now = await wait_for_owner(ctx, item), True, True
     elif item.action == Action.SUBMIT:
-        job_id, needs_poll, poll_now = await submit_one(ctx, item), True, False
+        submitted = await submit_one(ctx, item)
+        if submitted is None:
+            return None
+        job_id, remote_task_id = submitted
+        # A key another run pays for is polled at once (its taskId is already in the ledger).
+        needs_poll, poll_now = True, remote_task_id is None
     else:
         return None
     if job_id is None:
         return None
-    if needs_poll and await await_one(ctx, job_id, first_poll_now=poll_now) != "succeeded":
+    if needs_poll and await await_one(ctx, job_id, first_poll_now=poll_now,
+                                      remote_task_id=remote_task_id) != "succeeded":
         return None
     return job_id, await download_job(ctx, job_id)
 

@@ -46,8 +46,12 @@ def _abort_if_run_fatal(error: SunoError) -> None:
         raise RunAborted(f"{error} — stopping the run", EXIT_UNAUTHORIZED) from error
 
 
-async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
-    """Claim, pay for and record one separation; returns the job id when it was accepted."""
+async def submit_one(ctx: RunContext, item: WorkItem) -> tuple[str, str | None] | None:
+    """Claim, pay for and record one separation.
+
+    Returns (job id, remote taskId) when it was accepted, or (job id, None) when another run
+    is paying for it (its taskId is in the ledger); None when nothing is to be polled.
+    """
     if ctx.stop_reason is not None:
         ctx.counts["deferred"] += 1
         return None
@@ -79,7 +83,8 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
     except ClaimedElsewhere:  # another run claimed it first: it pays, we wait for its taskId
         ctx.budget.release(credits)
         ctx.counts["claimed_elsewhere"] += 1
-        return await wait_for_owner(ctx, item)
+        owner_job = await wait_for_owner(ctx, item)
+        return None if owner_job is None else (owner_job, None)
     except BaseException as error:
         if not claimed:  # nothing was recorded, so nothing was sent: no charge, nothing to settle
             ctx.budget.release(credits)
@@ -88,19 +93,20 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> str | None:
                 ctx.counts["not_submitted"] += 1
                 return None
             raise
-        return await _settle_failed_submit(ctx, claimed[0], credits, error)
+        await _settle_failed_submit(ctx, claimed[0], credits, error)
+        return None
     await ctx.writes.write(Ledger.mark_submitted, job_id, remote_task_id)
     ctx.counts["submitted"] += 1
     reporter().advance("submitted")
-    return job_id
+    return job_id, remote_task_id
 
 
-async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: BaseException) -> str | None:
+async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: BaseException) -> None:
     """Record why a claimed submit did not return a taskId."""
     if isinstance(error, SubmitOutcomeUnknown):
         await ctx.writes.write(Ledger.mark_unknown, job.job_id, str(error))
         ctx.counts["unknown"] += 1
-        return None
+        return
     if isinstance(error, SunoError):
         # Every other client error means the API did not execute the call: no charge.
         await ctx.writes.write(Ledger.mark_not_submitted, job.job_id, error.code, str(error))
@@ -108,10 +114,10 @@ async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: 
         if isinstance(error, InsufficientCredits):
             ctx.stop_submitting("out of credits (429)")
             ctx.counts["deferred"] += 1
-            return None
+            return
         _abort_if_run_fatal(error)
         ctx.counts["not_submitted"] += 1
-        return None
+        return
     # Anything unforeseen after the intent (a bug, a cancellation): we cannot know
     # whether the POST left, so it is unknown, never silently retried.
     await ctx.writes.write(Ledger.mark_unknown, job.job_id, f"interrupted: {error!r}")
@@ -166,11 +172,16 @@ async def store_record(ctx: RunContext, job_id: str, record: SeparationRecord) -
     return None
 
 
-async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool) -> str:
-    """Poll one job with per-job back-off (woken early by its callback) until it ends or times out."""
-    job = await ctx.writes.read(Ledger.get_job, job_id)
-    if job is None or job.remote_task_id is None:
-        return "missing"
+async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool, remote_task_id: str | None = None) -> str:
+    """Poll one job with per-job back-off (woken early by its callback) until it ends or times out.
+
+    `remote_task_id` saves reading the job back when the caller has just stored it.
+    """
+    if remote_task_id is None:
+        job = await ctx.writes.read(Ledger.get_job, job_id)
+        if job is None or job.remote_task_id is None:
+            return "missing"
+        remote_task_id = job.remote_task_id
     options = ctx.options
     event = ctx.hub.event(job_id)
     deadline = time.monotonic() + options.job_timeout_s
@@ -189,7 +200,7 @@ async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool) -> st
             first_poll_now = False
             try:
                 with polling():  # polls yield to submits under the shared budget's poll share
-                    record = await ctx.client.record_info(job.remote_task_id)
+                    record = await ctx.client.record_info(remote_task_id)
             except SunoError as error:
                 _abort_if_run_fatal(error)
                 log.warning("polling job %s failed: %s (it stays submitted)", job_id, error)
