@@ -5,7 +5,7 @@ not a barrier: every job holds one of the window's slots from its start to its e
 next job starts as soon as any job ends, whichever batch it belongs to. With a fixed number
 of batches in flight instead, batches started together and ended together, and the number of
 jobs in flight swung from the maximum to nothing once per wave (measured on 1,000 tracks: an
-average of 55% of the window in use, and bursts of 200 submits at once that the event loop and
+average of about 60% of the window in use, and bursts of 200 submits at once that the event loop and
 the connection pools then queued).
 
 Batches enter one at a time: the next is let in when every job of the previous one holds a

@@ -56,12 +56,18 @@ async def test_never_more_jobs_in_flight_than_the_window():
     assert peak == 3
 
 
-async def test_a_batch_waits_to_enter_until_every_job_of_the_previous_one_holds_a_slot():
-    window = JobWindow(1)
-    first = await window.enter(2)
+async def _second_batch_kept_waiting(window: JobWindow, first_jobs: int):
+    """Admit a first batch of `first_jobs`, then start a second one's entry, checked to be waiting."""
+    first = await window.enter(first_jobs)
     entering = asyncio.create_task(window.enter(1))
     await asyncio.sleep(0.01)
     assert not entering.done()
+    return first, entering
+
+
+async def test_a_batch_waits_to_enter_until_every_job_of_the_previous_one_holds_a_slot():
+    window = JobWindow(1)
+    first, entering = await _second_batch_kept_waiting(window, 2)
     hold = asyncio.Event()
 
     async def job() -> None:
@@ -77,11 +83,7 @@ async def test_a_batch_waits_to_enter_until_every_job_of_the_previous_one_holds_
 
 
 async def test_a_batch_that_ends_early_lets_the_next_one_in():
-    window = JobWindow(4)
-    first = await window.enter(3)
-    entering = asyncio.create_task(window.enter(1))
-    await asyncio.sleep(0.01)
-    assert not entering.done()
+    first, entering = await _second_batch_kept_waiting(JobWindow(4), 3)
     first.close()  # its task failed before starting its jobs
     await asyncio.wait_for(entering, 1)
 
