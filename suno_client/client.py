@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +21,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from suno_client.backoff import JitteredBackoff, parse_retry_after
+from suno_client.connections import LentConnections
 from suno_client.download import DownloadResult, download_to_file
 from suno_client.endpoints import (
     CREDIT_PATH,
@@ -160,29 +162,25 @@ class SunoClient:
         self._backoff = JitteredBackoff(backoff_initial_s, backoff_max_s)
         self._maintenance_pause_s = backoff_max_s
         self._sleep = sleep
-        # Requests wait for a free connection here, not in httpcore's pool queue: httpcore scans
-        # its whole queue on every request and every response close, which made queueing there
-        # (hundreds of jobs on four connections) a third of each API call's CPU.
-        self._api_connections = asyncio.Semaphore(max_connections)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            follow_redirects=False,
-            headers={"User-Agent": _USER_AGENT},
-            transport=transport,
-        )
-        # Stem files get a pool of their own, sized to the downloads run at once: httpcore scans
-        # every pooled connection on each request, and a big shared pool made that the costliest
-        # part of a small request. Its own client also means no base URL and no key near file hosts.
-        self._files = httpx.AsyncClient(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=max_download_connections,
-                                max_keepalive_connections=max_download_connections),
-            follow_redirects=False,
-            headers={"User-Agent": _USER_AGENT},
-            transport=transport,
-        )
+        # Each API request borrows one of `max_connections` single-connection clients, and
+        # stem files get clients of their own (no base URL and no key near file hosts): see
+        # `suno_client.connections` for why not one pooled client each.
+
+        def api_client(limits: httpx.Limits, tls: ssl.SSLContext | None) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                base_url=self.base_url, timeout=timeout, limits=limits, follow_redirects=False,
+                headers={"User-Agent": _USER_AGENT}, transport=transport, **_verify(tls),
+            )
+
+        def file_client(limits: httpx.Limits, tls: ssl.SSLContext | None) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                timeout=timeout, limits=limits, follow_redirects=False,
+                headers={"User-Agent": _USER_AGENT}, transport=transport, **_verify(tls),
+            )
+
+        custom = transport is not None
+        self._api = LentConnections(max_connections, api_client, shared_transport=custom)
+        self._files = LentConnections(max_download_connections, file_client, shared_transport=custom)
 
     @property
     def limiter(self) -> RequestLimiter:
@@ -200,7 +198,7 @@ class SunoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._api.aclose()
         await self._files.aclose()
 
     def __repr__(self) -> str:
@@ -259,7 +257,7 @@ class SunoClient:
         (for instance outside a concurrency slot, together with its other file work).
         """
         return await download_to_file(
-            self._files,
+            self._files.client,
             url,
             Path(dest),
             max_bytes=max_bytes,
@@ -317,10 +315,10 @@ class SunoClient:
         """One rate-limited API request; raises the mapped `SunoError` for any failure."""
         await self._limiter.acquire()
         try:
-            async with self._api_connections:
+            async with self._api.client() as http:
                 while before_send:  # a paid request's intent is recorded once it is next to leave
                     await before_send.pop()()
-                async with self._http.stream(
+                async with http.stream(
                     method,
                     path,
                     params=params,
@@ -353,6 +351,10 @@ class SunoClient:
             raise
         self._limiter.succeeded()
         return envelope
+
+
+def _verify(tls: ssl.SSLContext | None) -> dict[str, Any]:
+    return {} if tls is None else {"verify": tls}
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:

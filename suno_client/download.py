@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +40,9 @@ _RANGE_NOT_SATISFIABLE = 416
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
 _HASH_BLOCK = 1024 * 1024
 _MAX_REDIRECTS = 5
+
+# Lends a client for one attempt (its connection is the borrower's until the body is read).
+LendClient = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @dataclass(frozen=True)
@@ -134,14 +138,14 @@ class _Transfer:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        lend: LendClient,
         url: str,
         dest: Path,
         *,
         max_bytes: int,
         chunk_size: int,
     ) -> None:
-        self._http = http
+        self._lend = lend
         self._url = url
         self._dest = dest
         self._max_bytes = max_bytes
@@ -177,23 +181,27 @@ class _Transfer:
             headers["Range"] = f"bytes={existing}-"
         url = self._url
         try:
-            # Redirects are followed by hand so every hop passes the same URL check.
-            for _hop in range(_MAX_REDIRECTS + 1):
-                request = self._http.build_request("GET", url, headers=headers)
-                response = await self._http.send(request, stream=True, follow_redirects=False)
-                try:
-                    if response.is_redirect:
-                        url = urljoin(url, response.headers["Location"])
-                        check_download_url(url)
-                        continue
-                    plan = self._plan(response, existing)
-                    if plan is not None:
-                        await self._write_body(response, plan, existing)
-                    return
-                finally:
-                    await response.aclose()
+            async with self._lend() as http:
+                return await self._follow(http, url, headers, existing)
         except httpx.RequestError as exc:
             raise self._error(DownloadFailed, f"Network failure: {describe(exc)}") from sanitized(exc)
+
+    async def _follow(self, http: httpx.AsyncClient, url: str, headers: dict[str, str], existing: int) -> None:
+        # Redirects are followed by hand so every hop passes the same URL check.
+        for _hop in range(_MAX_REDIRECTS + 1):
+            request = http.build_request("GET", url, headers=headers)
+            response = await http.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers["Location"])
+                    check_download_url(url)
+                    continue
+                plan = self._plan(response, existing)
+                if plan is not None:
+                    await self._write_body(response, plan, existing)
+                return
+            finally:
+                await response.aclose()
         raise self._error(DownloadFailed, "Too many redirects", policy=ErrorPolicy.ITEM)
 
     def _plan(self, response: httpx.Response, existing: int) -> _Plan | None:
@@ -266,7 +274,7 @@ class _Transfer:
 
 
 async def download_to_file(
-    http: httpx.AsyncClient,
+    lend: LendClient,
     url: str,
     dest: Path,
     *,
@@ -280,7 +288,7 @@ async def download_to_file(
     check_download_url(url)
     if max_bytes <= 0 or chunk_size <= 0:
         raise ValueError("max_bytes and chunk_size must be positive")
-    transfer = _Transfer(http, url, dest, max_bytes=max_bytes, chunk_size=chunk_size)
+    transfer = _Transfer(lend, url, dest, max_bytes=max_bytes, chunk_size=chunk_size)
     await retrying()(transfer.attempt)
     size, sha256 = transfer.size, transfer.digest.hexdigest()
     if fsync:
