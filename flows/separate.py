@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -190,23 +190,20 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
     writes = LedgerWriter.open(ledger.path)
     secret = load_secret(options.data_dir)
     limiter = make_limiter(options)
-    receiver = None
     try:
         with RunLock(options.data_dir, run_id):
             async with SunoClient(base_url=options.base_url, limiter=limiter,
-                                  max_download_connections=options.download_concurrency) as client:
+                                  max_download_connections=options.download_concurrency) as client, \
+                    AsyncExitStack() as receiving:
                 if options.callback_url:  # a long-lived receiver elsewhere stores callbacks in the ledger
                     callback_base, hub = options.callback_url, CallbackHub()
-                else:
-                    receiver = CallbackReceiver(ledger, secret, writer=writes).start()
+                else:  # served on this loop; stopped (its last callbacks stored) before the writer drains
+                    receiver = await receiving.enter_async_context(CallbackReceiver(ledger, secret, writer=writes))
                     callback_base, hub = receiver.base_url, receiver.hub
                 hub.bind(asyncio.get_running_loop())
                 yield RunContext(run_id=run_id, options=options, ledger=ledger, client=client, secret=secret,
                                  callback_base=callback_base, hub=hub, writes=writes)
     finally:
-        if receiver is not None:
-            # Off the loop: a callback arriving now still needs the loop to commit its record.
-            await asyncio.to_thread(receiver.stop)
         await writes.drain()
         try:
             await limiter.aclose()  # gives reserved slots back to runs sharing the key

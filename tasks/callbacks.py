@@ -9,12 +9,14 @@ and the waiting poller is woken to fetch the authoritative status with the key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
 import secrets
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from catalog import Ledger, LedgerWriter
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "callback.secret"
+STOP_TIMEOUT_S = 5
 
 
 def load_secret(data_dir: Path) -> bytes:
@@ -112,7 +115,11 @@ def build_app(store: StoreCallback, secret: bytes, on_callback: Callable[[str], 
 
 
 def _store_in(ledger: Ledger, writer: LedgerWriter | None) -> StoreCallback:
-    """Record callbacks through the run's group-committing writer (on the run's loop), else directly."""
+    """Record callbacks through the run's group-committing writer (on the run's loop), else directly.
+
+    The receiver may serve on the run's own loop (then the write is awaited as is) or on a
+    thread of its own (then the write is handed over to the run's loop).
+    """
     if writer is None:
         async def store_directly(token: str, task_id: str | None, code: int | None, payload: dict[str, Any]) -> None:
             await asyncio.to_thread(ledger.record_callback, token, task_id, code, payload)
@@ -122,22 +129,40 @@ def _store_in(ledger: Ledger, writer: LedgerWriter | None) -> StoreCallback:
 
     async def store_via_writer(token: str, task_id: str | None, code: int | None, payload: dict[str, Any]) -> None:
         write = writer.write(Ledger.record_callback, token, task_id, code, payload)
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(write, run_loop))
+        if asyncio.get_running_loop() is run_loop:
+            await write
+        else:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(write, run_loop))
 
     return store_via_writer
 
 
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # On the run's own loop (the main thread) uvicorn would take over SIGINT and SIGTERM
+        # and hold a Ctrl-C back until it stopped; the run keeps its own signal handling.
+        yield
+
+
 class CallbackReceiver:
-    """A uvicorn server for callbacks, on a background thread (port 0 picks a free port)."""
+    """A uvicorn server for callbacks (port 0 picks a free port).
+
+    `with` serves on a background thread (the long-lived `stemcat callbacks` receiver);
+    `async with` serves on the running loop, as a run does: a thread of its own would compete
+    with the run's loop for the GIL on every callback, and hand every write over between loops.
+    """
 
     def __init__(self, ledger: Ledger, secret: bytes, *, host: str = "127.0.0.1", port: int = 0,
                  hub: CallbackHub | None = None, writer: LedgerWriter | None = None) -> None:
         self.hub = hub or CallbackHub()
         app = build_app(_store_in(ledger, writer), secret, self.hub.notify)
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        self._server = _Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                           timeout_graceful_shutdown=STOP_TIMEOUT_S)
         )
         self._thread = threading.Thread(target=self._server.run, name="stemcat-callbacks", daemon=True)
+        self._serving: asyncio.Task[None] | None = None
         self._host = host
 
     @property
@@ -164,3 +189,22 @@ class CallbackReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    async def __aenter__(self) -> CallbackReceiver:
+        self._serving = asyncio.create_task(self._server.serve(), name="stemcat-callbacks")
+        deadline = time.monotonic() + STOP_TIMEOUT_S * 2
+        while not self._server.started:
+            if self._serving.done() or time.monotonic() > deadline:
+                self._serving.cancel()
+                raise RuntimeError("callback receiver did not start")
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._serving is None:
+            return
+        self._server.should_exit = True
+        # The loop keeps running meanwhile: a callback arriving now still commits its record.
+        done, _ = await asyncio.wait({self._serving}, timeout=STOP_TIMEOUT_S * 2)
+        if not done:
+            self._serving.cancel()

@@ -1,0 +1,49 @@
+"""The run's callback receiver served on the run's own loop, over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import httpx
+
+from catalog import Ledger, LedgerWriter
+from tasks.callbacks import CallbackReceiver, callback_url
+
+
+async def test_on_the_runs_loop_a_callback_is_stored_and_wakes_its_waiter(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    writes = LedgerWriter.open(ledger.path)
+    secret = b"s" * 32
+    sigint_before = signal.getsignal(signal.SIGINT)
+    try:
+        async with CallbackReceiver(ledger, secret, writer=writes) as receiver:
+            # uvicorn would otherwise take SIGINT over while it serves on the main thread
+            assert signal.getsignal(signal.SIGINT) is sigint_before
+            receiver.hub.bind(asyncio.get_running_loop())
+            base_url = receiver.base_url
+            woken = receiver.hub.event("job-1")
+            payload = {"code": 200, "msg": "ok", "data": {"task_id": "remote-1"}}
+            async with httpx.AsyncClient() as http:
+                good = await http.post(callback_url(receiver.base_url, secret, "job-1"), json=payload)
+                forged = await http.post(f"{receiver.base_url}/callback/job-1?sig=0000", json=payload)
+            async with asyncio.timeout(2):
+                await woken.wait()
+        assert good.status_code == 200
+        assert forged.status_code == 401
+        stored = ledger.callbacks_for_token("job-1")
+        assert [(c["remote_task_id"], c["code"], c["payload"]) for c in stored] == [("remote-1", 200, payload)]
+        # stopped: nothing listens on its port any more
+        async with httpx.AsyncClient() as http:
+            try:
+                await http.post(callback_url(base_url, secret, "job-2"), json=payload)
+                still_listening = True
+            except httpx.ConnectError:
+                still_listening = False
+        assert not still_listening
+        assert signal.getsignal(signal.SIGINT) is sigint_before
+    finally:
+        await writes.drain()
+        writes.close()
+        ledger.close()
