@@ -3,8 +3,8 @@
 `python -m benchmarks.prefect_overhead --tasks 200 --out result.json`: one flow awaits that
 many no-op async tasks one after another, another runs them all at once; the cost per task
 run is their time over a flow that does the same awaits without tasks. This is what choosing
-the task granularity trades against (the main flow runs two task runs per batch of tracks,
-three with the analysis).
+the task granularity trades against (the main flow runs one task run per batch of tracks,
+two with the analysis, plus a handful per run).
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def measure(
             conditions += (
                 f"; Prefect costs {overhead['ms_per_task_sequential']:.0f} ms per task run awaited alone, "
                 f"{overhead['ms_per_task_concurrent']:.0f} ms each when {overhead_tasks} run at once, and the flow "
-                f"makes 2 task runs per {BATCH_SIZE} tracks (3 with the analysis); one-off: Prefect server start "
+                f"makes 1 task run per {BATCH_SIZE} tracks (2 with the analysis); one-off: Prefect server start "
                 f"{env.prefect_start_s:.0f} s, render cache warm-up {warm_s:.0f} s, an unmeasured warm-up run "
                 f"of {WARM_UP_TRACKS} tracks {warm_up.wall_s:.1f} s"
             )

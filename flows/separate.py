@@ -38,7 +38,7 @@ from tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
 from tasks.analyze import analyze_batch
 from tasks.limits import make_limiter
 from tasks.manifest import ManifestError, iter_manifest
-from tasks.plan import Plan, plan_batch
+from tasks.plan import Plan, classify, plan_batch
 from tasks.planning import Action
 from tasks.progress import reporter
 from tasks.publish import publish_catalog
@@ -110,7 +110,9 @@ async def iter_work(ctx: RunContext, manifest: Path) -> AsyncIterator[list[WorkI
                                    write=False)
         if not keys:
             continue
-        batch.extend(await plan_batch(ctx.ledger, quote(keys), ctx.options.policy))
+        # Re-planned against the ledger right before running (another run may have moved a key since
+        # pass 1), as a plain read: a Prefect task run per batch here cost more than the read itself.
+        batch.extend(await ctx.writes.read(classify, keys, ctx.options.policy))
         while len(batch) >= size:
             yield batch[:size]
             batch = batch[size:]

@@ -164,3 +164,27 @@ def test_a_job_downloads_as_soon_as_it_is_separated_not_when_its_batch_is(render
     assert len(jobs) == 8 and None not in completed
     assert max(completed) - min(completed) > 1.0  # the batch's separations really were spread out
     assert min(first_download.values()) < max(completed)
+
+
+def test_task_runs_are_one_per_batch_not_one_per_call(sim, tmp_path):
+    """Prefect's per-task cost is paid per batch: pass 2 re-plans each batch with a plain ledger read."""
+    import asyncio
+    import sqlite3
+    from collections import Counter
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    manifest = make_tracks_manifest(sim, 5, tmp_path / "m.csv", types=("separate_vocal",))
+    summary = run_flow(manifest, tmp_path / "data", sim.base_url, batch_size=2, analyze=False)
+    assert summary["exit_code"] == 0 and summary["counts"]["downloaded"] == 5
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite") as con:
+        (flow_run_id,) = con.execute("SELECT flow_run_id FROM runs WHERE run_id = ?", (summary["run_id"],)).fetchone()
+
+    async def task_runs():
+        async with get_client() as client:
+            return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+    names = Counter(run.name.rsplit("-", 1)[0] for run in asyncio.run(task_runs()))
+    assert names["separate-batch"] == 3  # 5 tracks in batches of 2
+    assert names["plan-batch"] == 1  # pass 1, one manifest chunk; pass 2 plans without a task run
