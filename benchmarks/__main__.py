@@ -38,6 +38,7 @@ class Sizes:
     dry_run_rows: int
     catalog_stems: int
     overhead_tasks: int
+    repeats: int = 3  # row 2: alternating flow/baseline pairs per size up to 1,000 tracks (medians)
     quick: bool = False
 
 
@@ -48,7 +49,7 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     sustain_s=3.0, pair_s=3.0, cap=Cap(10, 1.0), throughput=(10,), download_songs=2, download_song_s=2.0,
-    download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10, quick=True,
+    download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10, repeats=1, quick=True,
 )
 
 
@@ -56,7 +57,8 @@ def _scenarios(sizes: Sizes) -> dict[str, Callable[[BenchEnv], list[Row]]]:
     return {
         "1": lambda env: row1_pacing.measure(env, seconds=sizes.sustain_s, pair_seconds=sizes.pair_s, cap=sizes.cap,
                                              quick=sizes.quick),
-        "2": lambda env: row2_throughput.measure(env, sizes.throughput, overhead_tasks=sizes.overhead_tasks),
+        "2": lambda env: row2_throughput.measure(env, sizes.throughput, overhead_tasks=sizes.overhead_tasks,
+                                                    repeats=sizes.repeats),
         "3": lambda env: row3_downloads.measure(env, songs=sizes.download_songs, seconds=sizes.download_song_s,
                                                 rounds=sizes.download_rounds),
         "4": lambda env: row4_dry_run.measure(env, rows=sizes.dry_run_rows),
@@ -105,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sustain-seconds", type=float, help="length of row 1b (default 600)")
     parser.add_argument("--pair-seconds", type=float, help="length of rows 1a, 1c and 1d (default 120)")
     parser.add_argument("--sizes", type=int, nargs="+", help="track counts of row 2 (default 100 1000 10000)")
+    parser.add_argument("--repeats", type=int, help="row 2: flow/baseline pairs per size up to 1,000 tracks (default 3)")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
     parser.add_argument("--workdir", type=Path, help="keep scratch files here instead of a temp dir")
     parser.add_argument("--cache-dir", type=Path, help="rendered simulator audio (default ~/.cache/stemcat-bench)")
@@ -116,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = replace(sizes, pair_s=args.pair_seconds)
     if args.sizes:
         sizes = replace(sizes, throughput=tuple(args.sizes))
+    if args.repeats:
+        sizes = replace(sizes, repeats=args.repeats)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -90,9 +90,21 @@ def prefect_task_overhead(env: BenchEnv, tasks: int) -> dict[str, Any]:
                           timeout_s=600)
 
 
+def _median(results: list[SideResult]) -> SideResult:
+    return sorted(results, key=lambda r: r.wall_s)[len(results) // 2]
+
+
+def _spread(results: list[SideResult]) -> str:
+    walls = sorted(r.wall_s for r in results)
+    return "" if len(walls) < 2 else f", runs {walls[0]:.1f}–{walls[-1]:.1f} s"
+
+
 def measure(
-    env: BenchEnv, sizes: Sequence[int], *, overhead_tasks: int = 200, analysis_up_to: int = 1000
+    env: BenchEnv, sizes: Sequence[int], *, overhead_tasks: int = 200, analysis_up_to: int = 1000,
+    repeats: int = 3, repeat_up_to: int = 1000,
 ) -> list[Row]:
+    """Up to `repeat_up_to` tracks, `repeats` flow/baseline pairs run alternately and each side's
+    median is reported: two runs of one side on this 2-core machine differ by up to 15%."""
     config = small_songs(env.cache_dir, rate_limit=None)
     warm_s = warm_render_cache(config, max(sizes))
     overhead = prefect_task_overhead(env, overhead_tasks)
@@ -102,10 +114,14 @@ def measure(
     rows = []
     for letter, tracks in zip("abcdefgh", sizes, strict=False):
         timeout_s = 600 + tracks * 0.5
-        flow = run_flow_side(env, tracks, timeout_s=timeout_s)
-        baseline = run_baseline_side(env, tracks, timeout_s=timeout_s)
+        flows, baselines = [], []
+        for _pair in range(repeats if tracks <= repeat_up_to else 1):
+            flows.append(run_flow_side(env, tracks, timeout_s=timeout_s))
+            baselines.append(run_baseline_side(env, tracks, timeout_s=timeout_s))
+        flow, baseline = _median(flows), _median(baselines)
         conditions = (
-            f"sim limit off, both paced at {RATE_LIMIT} req/{RATE_WINDOW_S:g} s; {BATCH_SIZE * CONCURRENCY} jobs "
+            (f"median of {len(flows)} alternating flow/baseline pairs; " if len(flows) > 1 else "")
+            + f"sim limit off, both paced at {RATE_LIMIT} req/{RATE_WINDOW_S:g} s; {BATCH_SIZE * CONCURRENCY} jobs "
             f"in flight, {DOWNLOAD_CONCURRENCY} downloads; 2 stems × 1 s 8 kHz per track; "
             f"{rss_growth(flow.detail['rss_samples'])}"
         )
@@ -127,9 +143,10 @@ def measure(
         rows.append(Row(
             row_id=f"2{letter}",
             measure=f"end-to-end, {tracks:,} tracks: tracks/s · peak RSS",
-            stemcat=f"{tracks / flow.wall_s:.1f} tracks/s · {flow.peak_rss_mb:.0f} MB ({flow.wall_s:.1f} s)",
+            stemcat=(f"{tracks / flow.wall_s:.1f} tracks/s · {flow.peak_rss_mb:.0f} MB "
+                     f"({flow.wall_s:.1f} s{_spread(flows)})"),
             baseline=(f"{tracks / baseline.wall_s:.1f} tracks/s · {baseline.peak_rss_mb:.0f} MB "
-                      f"({baseline.wall_s:.1f} s)"),
+                      f"({baseline.wall_s:.1f} s{_spread(baselines)})"),
             ratio=f"{ratio(flow.wall_s, baseline.wall_s)} time",
             conditions=conditions,
         ))
