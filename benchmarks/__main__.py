@@ -39,6 +39,8 @@ class Sizes:
     catalog_stems: int
     overhead_tasks: int
     repeats: int = 3  # row 2: alternating flow/baseline pairs per size up to 1,000 tracks (medians)
+    analysis_up_to: int = 1_000  # row 2: also time a run with the quality analysis up to this size
+    warm_up_tracks: int = 20  # row 2: an unmeasured first flow run (0: none)
     quick: bool = False
 
 
@@ -49,7 +51,8 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     sustain_s=3.0, pair_s=3.0, cap=Cap(10, 1.0), throughput=(10,), download_songs=2, download_song_s=2.0,
-    download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10, repeats=1, quick=True,
+    download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10, repeats=1, analysis_up_to=0,
+    warm_up_tracks=0, quick=True,
 )
 
 
@@ -58,7 +61,8 @@ def _scenarios(sizes: Sizes) -> dict[str, Callable[[BenchEnv], list[Row]]]:
         "1": lambda env: row1_pacing.measure(env, seconds=sizes.sustain_s, pair_seconds=sizes.pair_s, cap=sizes.cap,
                                              quick=sizes.quick),
         "2": lambda env: row2_throughput.measure(env, sizes.throughput, overhead_tasks=sizes.overhead_tasks,
-                                                    repeats=sizes.repeats),
+                                                    repeats=sizes.repeats, analysis_up_to=sizes.analysis_up_to,
+                                                    warm_up_tracks=sizes.warm_up_tracks),
         "3": lambda env: row3_downloads.measure(env, songs=sizes.download_songs, seconds=sizes.download_song_s,
                                                 rounds=sizes.download_rounds),
         "4": lambda env: row4_dry_run.measure(env, rows=sizes.dry_run_rows),

@@ -101,7 +101,7 @@ def _spread(results: list[SideResult]) -> str:
 
 def measure(
     env: BenchEnv, sizes: Sequence[int], *, overhead_tasks: int = 200, analysis_up_to: int = 1000,
-    repeats: int = 3, repeat_up_to: int = 1000,
+    repeats: int = 3, repeat_up_to: int = 1000, warm_up_tracks: int = WARM_UP_TRACKS,
 ) -> list[Row]:
     """Up to `repeat_up_to` tracks, `repeats` flow/baseline pairs run alternately and each side's
     median is reported: two runs of one side on this 2-core machine differ by up to 15%."""
@@ -110,7 +110,7 @@ def measure(
     overhead = prefect_task_overhead(env, overhead_tasks)
     # Not measured: the first flow run against a fresh Prefect server pays one-off costs
     # (measured: 20 tracks took 16 s as a first run; 100 tracks 34 s as a first run, 5 s after).
-    warm_up = run_flow_side(env, min(WARM_UP_TRACKS, min(sizes)), timeout_s=600)
+    warm_up = run_flow_side(env, min(warm_up_tracks, min(sizes)), timeout_s=600) if warm_up_tracks else None
     rows = []
     for letter, tracks in zip("abcdefgh", sizes, strict=False):
         timeout_s = 600 + tracks * 0.5
@@ -137,8 +137,8 @@ def measure(
                 f"; Prefect costs {overhead['ms_per_task_sequential']:.0f} ms per task run awaited alone, "
                 f"{overhead['ms_per_task_concurrent']:.0f} ms each when {overhead_tasks} run at once, and the flow "
                 f"makes 1 task run per {BATCH_SIZE} tracks (2 with the analysis); one-off: Prefect server start "
-                f"{env.prefect_start_s:.0f} s, render cache warm-up {warm_s:.0f} s, an unmeasured warm-up run "
-                f"of {WARM_UP_TRACKS} tracks {warm_up.wall_s:.1f} s"
+                f"{env.prefect_start_s:.0f} s, render cache warm-up {warm_s:.0f} s"
+                + (f", an unmeasured warm-up run of {warm_up_tracks} tracks {warm_up.wall_s:.1f} s" if warm_up else "")
             )
         rows.append(Row(
             row_id=f"2{letter}",
