@@ -166,21 +166,19 @@ class SunoClient:
         # stem files get clients of their own (no base URL and no key near file hosts): see
         # `suno_client.connections` for why not one pooled client each.
 
-        def api_client(limits: httpx.Limits, tls: ssl.SSLContext | None) -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                base_url=self.base_url, timeout=timeout, limits=limits, follow_redirects=False,
-                headers={"User-Agent": _USER_AGENT}, transport=transport, **_verify(tls),
-            )
+        def clients_for(base_url: str) -> Callable[[httpx.Limits, ssl.SSLContext | None], httpx.AsyncClient]:
+            def make(limits: httpx.Limits, tls: ssl.SSLContext | None) -> httpx.AsyncClient:
+                return httpx.AsyncClient(
+                    base_url=base_url, timeout=timeout, limits=limits, follow_redirects=False,
+                    headers={"User-Agent": _USER_AGENT}, transport=transport,
+                    **({} if tls is None else {"verify": tls}),
+                )
 
-        def file_client(limits: httpx.Limits, tls: ssl.SSLContext | None) -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                timeout=timeout, limits=limits, follow_redirects=False,
-                headers={"User-Agent": _USER_AGENT}, transport=transport, **_verify(tls),
-            )
+            return make
 
         custom = transport is not None
-        self._api = LentConnections(max_connections, api_client, shared_transport=custom)
-        self._files = LentConnections(max_download_connections, file_client, shared_transport=custom)
+        self._api = LentConnections(max_connections, clients_for(self.base_url), shared_transport=custom)
+        self._files = LentConnections(max_download_connections, clients_for(""), shared_transport=custom)
 
     @property
     def limiter(self) -> RequestLimiter:
@@ -351,10 +349,6 @@ class SunoClient:
             raise
         self._limiter.succeeded()
         return envelope
-
-
-def _verify(tls: ssl.SSLContext | None) -> dict[str, Any]:
-    return {} if tls is None else {"verify": tls}
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:

@@ -30,21 +30,18 @@ class LentConnections:
     ) -> None:
         if size < 1:
             raise ValueError("need at least one connection")
-        self.size = size
         self._idle: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         if shared_transport:
             # A caller's own transport (a test double, a proxy) is one pool already: lend one
             # client `size` times, so the wire limit still holds.
-            client = make_client(httpx.Limits(max_connections=size, max_keepalive_connections=size), None)
-            self._clients = [client]
-            for _ in range(size):
-                self._idle.put_nowait(client)
-            return
-        # One TLS context for all: building one per client costs tens of milliseconds each.
-        context = httpx.create_ssl_context()
-        self._clients = [make_client(one, context) for _ in range(size)]
-        for client in self._clients:
+            shared = make_client(httpx.Limits(max_connections=size, max_keepalive_connections=size), None)
+            self._clients, lent = [shared], [shared] * size
+        else:
+            # One TLS context for all: building one per client costs tens of milliseconds each.
+            context = httpx.create_ssl_context()
+            one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            self._clients = lent = [make_client(one, context) for _ in range(size)]
+        for client in lent:
             self._idle.put_nowait(client)
 
     @asynccontextmanager
