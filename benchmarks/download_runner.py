@@ -25,7 +25,7 @@ MAX_BYTES = 200 * 1024 * 1024
 
 
 async def client_round(urls: list[str], dest: Path, concurrency: int) -> int:
-    from suno_client import NoLimiter, SunoClient
+    from stemcat.client import NoLimiter, SunoClient
 
     slots = asyncio.Semaphore(concurrency)
     async with SunoClient(api_key="bench", base_url="http://127.0.0.1:9", limiter=NoLimiter()) as client:

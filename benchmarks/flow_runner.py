@@ -45,7 +45,7 @@ class RssSampler:
 
 def run(params: dict[str, Any], *, profile: Path | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    from flows.separate import separate_manifest
+    from stemcat.flows.separate import separate_manifest
 
     imported = time.perf_counter()
     profiler = cProfile.Profile() if profile else None

@@ -32,11 +32,11 @@ from benchmarks.simulation import (
     write_manifest,
 )
 from benchmarks.table import Row
-from suno_client import GenerateRequest, SeparationType, SunoClient
-from suno_client.admission import budget_id
-from suno_client.pacer_service import running_pacer
-from suno_client.shared_pacing import SharedLimiter, open_admission_store
-from suno_sim import SimServer
+from stemcat.client import GenerateRequest, SeparationType, SunoClient
+from stemcat.client.admission import budget_id
+from stemcat.client.pacer_service import running_pacer
+from stemcat.client.shared_pacing import SharedLimiter, open_admission_store
+from stemcat.sim import SimServer
 
 DOCUMENTED_LIMIT = 20
 DOCUMENTED_WINDOW_S = 10.0

@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks.environment import BenchEnv
 from benchmarks.simulation import small_songs, warm_render_cache, write_manifest
 from benchmarks.table import Row, ratio
-from suno_sim import SimServer
+from stemcat.sim import SimServer
 
 RATE_LIMIT = 1000
 RATE_WINDOW_S = 1.0

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from benchmarks.environment import BENCH_API_KEY, BenchEnv
 from benchmarks.simulation import big_songs, warm_render_cache
 from benchmarks.table import Row, ratio
-from suno_client import GenerateRequest, NoLimiter, SeparationType, SunoClient
-from suno_sim import FaultSpec, SimServer
+from stemcat.client import GenerateRequest, NoLimiter, SeparationType, SunoClient
+from stemcat.sim import FaultSpec, SimServer
 
 CONCURRENCY = 8
 

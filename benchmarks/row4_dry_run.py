@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmarks.environment import BenchEnv
 from benchmarks.simulation import small_songs
 from benchmarks.table import Row
-from suno_sim import SimServer
+from stemcat.sim import SimServer
 
 RSS_BUDGET_MB = 500
 

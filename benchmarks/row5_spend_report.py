@@ -14,8 +14,8 @@ from pathlib import Path
 from benchmarks.environment import BenchEnv
 from benchmarks.synthetic_catalog import write_synthetic_catalog
 from benchmarks.table import Row
-from catalog import open_catalog, spend_report
-from catalog.reports import SpendGrouping
+from stemcat.catalog import open_catalog, spend_report
+from stemcat.catalog.reports import SpendGrouping
 
 GROUPINGS: tuple[SpendGrouping, ...] = ("day", "type", "run")
 

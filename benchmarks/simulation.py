@@ -14,9 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from suno_sim import SimConfig, SimServer, make_tracks_manifest
-from suno_sim.render import BACKGROUND
-from suno_sim.stems import stems_of
+from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
+from stemcat.sim.render import BACKGROUND
+from stemcat.sim.stems import stems_of
 
 PLENTY_OF_CREDITS = 10**9
 

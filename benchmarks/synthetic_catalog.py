@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog import CATALOG_TABLES, arrow_schema, parquet_path, refresh_duckdb
+from stemcat.catalog import CATALOG_TABLES, arrow_schema, parquet_path, refresh_duckdb
 
 SPLIT_STEMS = ("vocals", "backing_vocals", "drums", "bass", "guitar", "keyboard", "percussion", "strings",
                "synth", "fx", "brass", "woodwinds")

@@ -42,17 +42,17 @@ may be claimed again), ``downloaded``, ``expired``. The allowed changes are in
 committed; a run's ``balance_delta`` should equal minus its spend (``spend_by_run.difference``).
 """
 
-from catalog.duckdb_views import open_catalog, refresh_duckdb
-from catalog.errors import (
+from stemcat.catalog.duckdb_views import open_catalog, refresh_duckdb
+from stemcat.catalog.errors import (
     CatalogError,
     InvalidTransitionError,
     LedgerClosedError,
     UnknownJobError,
     UnknownRunError,
 )
-from catalog.group_commit import LedgerWriter
-from catalog.ledger import Ledger, SnapshotReader
-from catalog.models import (
+from stemcat.catalog.group_commit import LedgerWriter
+from stemcat.catalog.ledger import Ledger, SnapshotReader
+from stemcat.catalog.models import (
     Job,
     JobQualityRow,
     JobStatus,
@@ -64,10 +64,10 @@ from catalog.models import (
     StemStatus,
     TrackRow,
 )
-from catalog.paths import catalog_dir, duckdb_path, ledger_path, parquet_path
-from catalog.reports import run_sql, spend_report, stems_report
-from catalog.schema import CATALOG_TABLES, arrow_schema
-from catalog.snapshots import write_snapshots
+from stemcat.catalog.paths import catalog_dir, duckdb_path, ledger_path, parquet_path
+from stemcat.catalog.reports import run_sql, spend_report, stems_report
+from stemcat.catalog.schema import CATALOG_TABLES, arrow_schema
+from stemcat.catalog.snapshots import write_snapshots
 
 __all__ = [
     "CATALOG_TABLES",

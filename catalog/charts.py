@@ -17,7 +17,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from catalog.atomic_files import replacing
+from stemcat.catalog.atomic_files import replacing
 
 if TYPE_CHECKING:
     import duckdb
@@ -55,7 +55,7 @@ def write_charts(con: duckdb.DuckDBPyConnection, out_dir: Path, *, min_snr_db: f
 
 def write_catalog_charts(data_dir: Path, out_dir: Path | None = None, *, min_snr_db: float | None = None) -> list[Path]:
     """Open the catalog of ``data_dir``, write its charts (default ``DATA_DIR/charts``), close it again."""
-    from catalog.duckdb_views import open_catalog
+    from stemcat.catalog.duckdb_views import open_catalog
 
     con = open_catalog(Path(data_dir))
     try:

@@ -13,11 +13,11 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from catalog.atomic_files import replacing, sweep_stale_temps
-from catalog.paths import duckdb_path, parquet_path
-from catalog.schema import CATALOG_TABLES, TABLES, ColumnKind, arrow_schema
-from catalog.snapshots import ensure_snapshot_files
-from catalog.views import REPORT_VIEWS
+from stemcat.catalog.atomic_files import replacing, sweep_stale_temps
+from stemcat.catalog.paths import duckdb_path, parquet_path
+from stemcat.catalog.schema import CATALOG_TABLES, TABLES, ColumnKind, arrow_schema
+from stemcat.catalog.snapshots import ensure_snapshot_files
+from stemcat.catalog.views import REPORT_VIEWS
 
 
 STORAGE_VERSION = "v1.0.0"

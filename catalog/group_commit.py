@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from catalog import sqlite_conn
-from catalog.ledger import Ledger
+from stemcat.catalog import sqlite_conn
+from stemcat.catalog.ledger import Ledger
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -21,15 +21,15 @@ from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from catalog import sqlite_conn
-from catalog.errors import (
+from stemcat.catalog import sqlite_conn
+from stemcat.catalog.errors import (
     InvalidTransitionError,
     LedgerClosedError,
     UnknownJobError,
     UnknownRunError,
 )
-from catalog.jsoncols import redact_secrets, to_json_object_text
-from catalog.models import (
+from stemcat.catalog.jsoncols import redact_secrets, to_json_object_text
+from stemcat.catalog.models import (
     Job,
     JobQualityRow,
     JobStatus,
@@ -41,8 +41,8 @@ from catalog.models import (
     StemStatus,
     TrackRow,
 )
-from catalog.schema import CATALOG_TABLES, JOBS, STEMS, TABLES, TRACKS
-from catalog.transitions import BLOCKING, PRE_SUBMISSION, is_allowed, spend_effect
+from stemcat.catalog.schema import CATALOG_TABLES, JOBS, STEMS, TABLES, TRACKS
+from stemcat.catalog.transitions import BLOCKING, PRE_SUBMISSION, is_allowed, spend_effect
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from catalog.errors import CatalogError
-from catalog.schema import TABLES, Column, Table
+from stemcat.catalog.errors import CatalogError
+from stemcat.catalog.schema import TABLES, Column, Table
 
 
 def _existing_columns(con: sqlite3.Connection, table: Table) -> set[str] | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from catalog.jsoncols import to_json_object_text
+from stemcat.catalog.jsoncols import to_json_object_text
 
 
 class JobStatus(StrEnum):

@@ -15,7 +15,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from catalog.models import JobStatus, RunStatus, SpendEvent, StemStatus
+from stemcat.catalog.models import JobStatus, RunStatus, SpendEvent, StemStatus
 
 ColumnKind = Literal["text", "integer", "real", "timestamp", "bool"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from catalog.schema import TABLES
+from stemcat.catalog.schema import TABLES
 
 
 def schema_markdown() -> str:

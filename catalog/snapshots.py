@@ -9,10 +9,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.atomic_files import creating_if_absent, replacing, sweep_stale_temps
-from catalog.ledger import Ledger
-from catalog.paths import parquet_path
-from catalog.schema import CATALOG_TABLES, arrow_schema
+from stemcat.catalog.atomic_files import creating_if_absent, replacing, sweep_stale_temps
+from stemcat.catalog.ledger import Ledger
+from stemcat.catalog.paths import parquet_path
+from stemcat.catalog.schema import CATALOG_TABLES, arrow_schema
 
 DEFAULT_BATCH_SIZE = 50_000
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from catalog.errors import CatalogError
-from catalog.jsoncols import mask_urls_in_json_text
-from catalog.migrations import add_missing_columns
-from catalog.schema import MASK_URLS_SQL_FUNCTION, SCHEMA_VERSION, sqlite_ddl
+from stemcat.catalog.errors import CatalogError
+from stemcat.catalog.jsoncols import mask_urls_in_json_text
+from stemcat.catalog.migrations import add_missing_columns
+from stemcat.catalog.schema import MASK_URLS_SQL_FUNCTION, SCHEMA_VERSION, sqlite_ddl
 
 DEFAULT_BUSY_TIMEOUT_S = 60.0
 

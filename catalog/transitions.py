@@ -13,7 +13,7 @@ its credits while it is charged and to zero while it is not, whichever path it t
 
 from __future__ import annotations
 
-from catalog.models import JobStatus, SpendEvent
+from stemcat.catalog.models import JobStatus, SpendEvent
 
 S = JobStatus
 

@@ -19,12 +19,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
-from catalog import Ledger, ledger_path
+from stemcat.catalog import Ledger, ledger_path
 from stemcat.settings import load_settings
-from suno_client import SunoClient
-from tasks.analyze import Analyzer, analyze_jobs
-from tasks.publish import publish_catalog
-from tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS, QualityThresholds
+from stemcat.client import SunoClient
+from stemcat.tasks.analyze import Analyzer, analyze_jobs
+from stemcat.tasks.publish import publish_catalog
+from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS, QualityThresholds
 
 
 class AnalysisSummary(BaseModel):

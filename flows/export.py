@@ -17,15 +17,15 @@ from prefect import flow
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from catalog import catalog_dir
+from stemcat.catalog import catalog_dir
 from stemcat.settings import load_settings
-from tasks.export.audio import AudioTarget
-from tasks.export.datasheet import command_for
-from tasks.export.options import ExportOptions, ExportSettingsError, build_options, settings_differences
-from tasks.export.plan import OutputSpec, TrackPlan
-from tasks.export.records import Candidate
-from tasks.export.splits import SplitRequest, assign_splits
-from tasks.export.state import (
+from stemcat.tasks.export.audio import AudioTarget
+from stemcat.tasks.export.datasheet import command_for
+from stemcat.tasks.export.options import ExportOptions, ExportSettingsError, build_options, settings_differences
+from stemcat.tasks.export.plan import OutputSpec, TrackPlan
+from stemcat.tasks.export.records import Candidate
+from stemcat.tasks.export.splits import SplitRequest, assign_splits
+from stemcat.tasks.export.state import (
     ExportRun,
     ExportState,
     export_lock,
@@ -34,8 +34,8 @@ from tasks.export.state import (
     new_state,
     save_state,
 )
-from tasks.export.steps import BatchResult, plan_shards, select_tracks, write_outputs, write_shard_task, write_tracks
-from tasks.export.summary import ExportSummary
+from stemcat.tasks.export.steps import BatchResult, plan_shards, select_tracks, write_outputs, write_shard_task, write_tracks
+from stemcat.tasks.export.summary import ExportSummary
 
 log = logging.getLogger(__name__)
 

@@ -28,24 +28,24 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
-from catalog import Ledger, LedgerWriter, RejectRow
-from catalog.charts import write_catalog_charts
-from flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
+from stemcat.catalog import Ledger, LedgerWriter, RejectRow
+from stemcat.catalog.charts import write_catalog_charts
+from stemcat.flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
 from stemcat.settings import load_settings
-from suno_client import SunoClient, SunoError
-from tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
-from tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
-from tasks.analyze import analyze_batch
-from tasks.limits import make_limiter
-from tasks.manifest import ManifestError, iter_manifest
-from tasks.plan import Plan, classify, plan_batch
-from tasks.planning import Action
-from tasks.progress import reporter
-from tasks.publish import publish_catalog
-from tasks.reconcile import reconcile_intents
-from tasks.pipeline import separate_batch
-from tasks.tracks import stage_rows, stage_tracks
-from tasks.window import BatchEntry
+from stemcat.client import SunoClient, SunoError
+from stemcat.tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
+from stemcat.tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
+from stemcat.tasks.analyze import analyze_batch
+from stemcat.tasks.limits import make_limiter
+from stemcat.tasks.manifest import ManifestError, iter_manifest
+from stemcat.tasks.plan import Plan, classify, plan_batch
+from stemcat.tasks.planning import Action
+from stemcat.tasks.progress import reporter
+from stemcat.tasks.publish import publish_catalog
+from stemcat.tasks.reconcile import reconcile_intents
+from stemcat.tasks.pipeline import separate_batch
+from stemcat.tasks.tracks import stage_rows, stage_tracks
+from stemcat.tasks.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
 

@@ -1,3 +1,3 @@
-from stemcat.cli import app
+from stemcat.cli.app import app
 
 app()

@@ -18,12 +18,12 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow
-from suno_client import SunoClient
-from tasks.context import RunContext
-from tasks.mixes import candidate_urls, ensure_mix
-from tasks.quality import JobMetrics, QualityThresholds
-from tasks.quality_files import UnreadableAudio, measure_files
+from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow
+from stemcat.client import SunoClient
+from stemcat.tasks.context import RunContext
+from stemcat.tasks.mixes import candidate_urls, ensure_mix
+from stemcat.tasks.quality import JobMetrics, QualityThresholds
+from stemcat.tasks.quality_files import UnreadableAudio, measure_files
 
 log = logging.getLogger(__name__)
 

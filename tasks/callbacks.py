@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from catalog import Ledger, LedgerWriter
+from stemcat.catalog import Ledger, LedgerWriter
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from catalog import Ledger, LedgerWriter
-from suno_client import SunoClient
-from suno_client.shared_pacing import DEFAULT_POLL_SHARE
-from tasks.callbacks import CallbackHub
-from tasks.planning import ResubmitPolicy
-from tasks.window import JobWindow
+from stemcat.catalog import Ledger, LedgerWriter
+from stemcat.client import SunoClient
+from stemcat.client.shared_pacing import DEFAULT_POLL_SHARE
+from stemcat.tasks.callbacks import CallbackHub
+from stemcat.tasks.planning import ResubmitPolicy
+from stemcat.tasks.window import JobWindow
 
 
 class RunOptions(BaseModel):

@@ -17,14 +17,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from catalog import Ledger, StemRow
-from suno_client import DownloadExpired, SunoError
-from tasks.audio import AudioFacts, UndecodableAudio, probe, sha256_file
-from tasks.context import RunContext
-from tasks.durable import fsync_dir, fsync_file
-from tasks.paths import UnsafePathPart, stem_relpath
-from tasks.progress import reporter
-from tasks.separation import store_record
+from stemcat.catalog import Ledger, StemRow
+from stemcat.client import DownloadExpired, SunoError
+from stemcat.tasks.audio import AudioFacts, UndecodableAudio, probe, sha256_file
+from stemcat.tasks.context import RunContext
+from stemcat.tasks.durable import fsync_dir, fsync_file
+from stemcat.tasks.paths import UnsafePathPart, stem_relpath
+from stemcat.tasks.progress import reporter
+from stemcat.tasks.separation import store_record
 
 log = logging.getLogger(__name__)
 

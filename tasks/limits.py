@@ -1,6 +1,6 @@
 """Build the request limiter a run paces its API calls with (submits and polls share it).
 
-Every run on a key shares that key's budget (see `suno_client.shared_pacing`):
+Every run on a key shares that key's budget (see `stemcat.client.shared_pacing`):
 `rate_store` unset uses the per-key SQLite file under the user's state directory, so
 concurrent runs on this host (whatever their data directories) stay under the cap together
 with no setup; ``http://host:port`` shares it across machines through a pacer service;
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-from suno_client import API_KEY_ENV
-from suno_client.shared_pacing import SharedLimiter, open_admission_store
-from tasks.context import RunOptions
+from stemcat.client import API_KEY_ENV
+from stemcat.client.shared_pacing import SharedLimiter, open_admission_store
+from stemcat.tasks.context import RunOptions
 
 
 def make_limiter(options: RunOptions) -> SharedLimiter:

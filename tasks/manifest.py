@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from tasks.paths import KNOWN_TYPES, UnsafePathPart, check_id
+from stemcat.tasks.paths import KNOWN_TYPES, UnsafePathPart, check_id
 
 KNOWN_COLUMNS = ("task_id", "audio_id", "type", "title", "tags", "split")
 SPLIT_NAMES = frozenset({"train", "valid", "test"})

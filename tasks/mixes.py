@@ -18,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from suno_client import SunoClient, SunoError
-from tasks.audio import UndecodableAudio, probe
-from tasks.durable import fsync_dir
-from tasks.paths import check_id
+from stemcat.client import SunoClient, SunoError
+from stemcat.tasks.audio import UndecodableAudio, probe
+from stemcat.tasks.durable import fsync_dir
+from stemcat.tasks.paths import check_id
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import asyncio
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.context import RunContext, WorkItem
-from tasks.downloads import download_job
-from tasks.planning import Action
-from tasks.separation import await_one, submit_one, wait_for_owner
-from tasks.window import BatchEntry
+from stemcat.tasks.context import RunContext, WorkItem
+from stemcat.tasks.downloads import download_job
+from stemcat.tasks.planning import Action
+from stemcat.tasks.separation import await_one, submit_one, wait_for_owner
+from stemcat.tasks.window import BatchEntry
 
 
 async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:

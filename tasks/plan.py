@@ -9,11 +9,11 @@ from pydantic import BaseModel, Field
 from prefect import task
 from prefect.cache_policies import NONE
 
-from catalog import Ledger
-from suno_client import CREDITS_PER_TYPE, SeparationType
-from tasks.context import WorkItem
-from tasks.planning import Action, ResubmitPolicy, decide, rate_limited_seconds
-from tasks.tracks import TrackKey
+from stemcat.catalog import Ledger
+from stemcat.client import CREDITS_PER_TYPE, SeparationType
+from stemcat.tasks.context import WorkItem
+from stemcat.tasks.planning import Action, ResubmitPolicy, decide, rate_limited_seconds
+from stemcat.tasks.tracks import TrackKey
 
 
 class Plan(BaseModel):

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from catalog import Ledger, refresh_duckdb, write_snapshots
+from stemcat.catalog import Ledger, refresh_duckdb, write_snapshots
 
 
 def publish(ledger: Ledger, data_dir: Path) -> dict[str, int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from tasks.quality import AudioFormat, JobMeter, JobMetrics, QualityThresholds
+from stemcat.tasks.quality import AudioFormat, JobMeter, JobMetrics, QualityThresholds
 
 BLOCK_FRAMES = 65_536
 

@@ -8,7 +8,7 @@ from collections import Counter
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.context import RunContext, run_is_alive
+from stemcat.tasks.context import RunContext, run_is_alive
 
 
 def settle(ctx: RunContext) -> Counter[str]:

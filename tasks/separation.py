@@ -14,7 +14,7 @@ import time
 import uuid
 from datetime import timedelta
 
-from suno_client import (
+from stemcat.client import (
     CREDITS_PER_TYPE,
     ErrorPolicy,
     GenerateRequest,
@@ -24,12 +24,12 @@ from suno_client import (
     SubmitOutcomeUnknown,
     SunoError,
 )
-from catalog import Job, Ledger
-from suno_client.shared_pacing import polling
-from tasks.callbacks import callback_url
-from tasks.context import RunAborted, RunContext, WorkItem
-from tasks.planning import needs_force, next_poll_delay
-from tasks.progress import reporter
+from stemcat.catalog import Job, Ledger
+from stemcat.client.shared_pacing import polling
+from stemcat.tasks.callbacks import callback_url
+from stemcat.tasks.context import RunAborted, RunContext, WorkItem
+from stemcat.tasks.planning import needs_force, next_poll_delay
+from stemcat.tasks.progress import reporter
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NONE
 
-from catalog import Ledger, RejectRow, TrackRow
-from suno_client import SunoClient, SunoError
-from tasks.context import RunAborted
-from tasks.manifest import ManifestRow
-from tasks.paths import UnsafePathPart, check_id
+from stemcat.catalog import Ledger, RejectRow, TrackRow
+from stemcat.client import SunoClient, SunoError
+from stemcat.tasks.context import RunAborted
+from stemcat.tasks.manifest import ManifestRow
+from stemcat.tasks.paths import UnsafePathPart, check_id
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,8 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _audit(report: KillReport, sim, data_dir: Path, manifest_keys: set[tuple[str, str]]) -> None:
-    from catalog import Ledger, open_catalog
-    from tasks.audio import sha256_file
+    from stemcat.catalog import Ledger, open_catalog
+    from stemcat.tasks.audio import sha256_file
 
     charges = sim.ledger()
     per_key = Counter((c.audio_id, c.type) for c in charges)
@@ -144,7 +144,7 @@ def _audit(report: KillReport, sim, data_dir: Path, manifest_keys: set[tuple[str
 
 def run_kill_test(*, kills: int, tracks: int = 12, seed: int = 1, workdir: Path | None = None,
                   prefect_api_url: str | None = None, max_seconds: float = 3600) -> KillReport:
-    from suno_sim import FaultSpec, SimConfig, SimServer, make_tracks_manifest
+    from stemcat.sim import FaultSpec, SimConfig, SimServer, make_tracks_manifest
 
     rng = random.Random(seed)
     report = KillReport()
@@ -239,7 +239,7 @@ def _wait_for_moment(moment: str, child: subprocess.Popen[bytes], sim, data_dir:
 
 
 def _pending_jobs(data_dir: Path) -> int:
-    from catalog import Ledger
+    from stemcat.catalog import Ledger
 
     ledger = Ledger(data_dir / "ledger.sqlite")
     try:

@@ -25,8 +25,8 @@ Promises
   its chart; every audio file and shard already written is left untouched.
 """
 
-from tasks.export.options import AudioFormat, ExportOptions, ExportSettingsError, build_options
-from tasks.export.splits import assign_splits, parse_ratios, split_for
+from stemcat.tasks.export.options import AudioFormat, ExportOptions, ExportSettingsError, build_options
+from stemcat.tasks.export.splits import assign_splits, parse_ratios, split_for
 
 __all__ = [
     "AudioFormat",

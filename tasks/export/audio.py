@@ -20,8 +20,8 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from tasks.export.options import AudioFormat
-from tasks.export.resample import Block, StreamingResampler, convert_channels
+from stemcat.tasks.export.options import AudioFormat
+from stemcat.tasks.export.resample import Block, StreamingResampler, convert_channels
 
 BLOCK_FRAMES = 1 << 16
 HASH_CHUNK = 1 << 20

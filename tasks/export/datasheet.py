@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.export.audio import landing
-from tasks.export.metadata import METADATA_FILENAME
-from tasks.export.options import ExportOptions
-from tasks.export.plan import MIXTURE
-from tasks.export.state import ExportRun, ExportState
+from stemcat.tasks.export.audio import landing
+from stemcat.tasks.export.metadata import METADATA_FILENAME
+from stemcat.tasks.export.options import ExportOptions
+from stemcat.tasks.export.plan import MIXTURE
+from stemcat.tasks.export.state import ExportRun, ExportState
 
 DATASHEET_FILENAME = "README.md"
 CHART_FILENAME = "hours_per_stem.png"

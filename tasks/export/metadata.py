@@ -9,10 +9,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.export.audio import landing
-from tasks.export.plan import MIXTURE, group_silence
-from tasks.export.records import ExportedTrack, StemQuality
-from tasks.export.state import ExportState
+from stemcat.tasks.export.audio import landing
+from stemcat.tasks.export.plan import MIXTURE, group_silence
+from stemcat.tasks.export.records import ExportedTrack, StemQuality
+from stemcat.tasks.export.state import ExportState
 
 METADATA_FILENAME = "metadata.parquet"
 

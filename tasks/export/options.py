@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.export.splits import DEFAULT_RATIOS, validate_ratios
-from tasks.paths import KNOWN_STEMS, KNOWN_TYPES
+from stemcat.tasks.export.splits import DEFAULT_RATIOS, validate_ratios
+from stemcat.tasks.paths import KNOWN_STEMS, KNOWN_TYPES
 
 ROLLUP_STEMS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 # MP3 encoders (LAME through libsndfile) take these rates; WAV and FLAC take any positive rate.
@@ -115,7 +115,7 @@ def build_options(
     """Options from flat parameters (CLI flags or flow parameters); lists may hold comma-separated items."""
     from pydantic import ValidationError
 
-    from tasks.export.splits import SplitRatioError, parse_ratios
+    from stemcat.tasks.export.splits import SplitRatioError, parse_ratios
 
     try:
         return ExportOptions(

@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from suno_client import STEMS_BY_TYPE, SeparationType
-from tasks.export.options import ROLLUP_STEMS, ExportOptions
-from tasks.export.records import Candidate, StemQuality, TrackInfo
+from stemcat.client import STEMS_BY_TYPE, SeparationType
+from stemcat.tasks.export.options import ROLLUP_STEMS, ExportOptions
+from stemcat.tasks.export.records import Candidate, StemQuality, TrackInfo
 
 MIXTURE = "mixture"
 # A roll-up group is the sum of these split_stem stems; "other" is every stem not named here.

@@ -17,8 +17,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tasks.export.options import ExportOptions
-from tasks.export.records import Candidate, MixFile, SourceStem, StemQuality, TrackInfo
+from stemcat.tasks.export.options import ExportOptions
+from stemcat.tasks.export.records import Candidate, MixFile, SourceStem, StemQuality, TrackInfo
 
 # Columns the analysis adds; absent from older catalogs. Name -> DuckDB type of the NULL stand-in.
 OPTIONAL_JOB_COLUMNS: dict[str, str] = {

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tasks.export.audio import landing, sha256_file, verify_file
-from tasks.export.records import ExportedTrack, ShardRecord
+from stemcat.tasks.export.audio import landing, sha256_file, verify_file
+from stemcat.tasks.export.records import ExportedTrack, ShardRecord
 
 SHARDS_DIRNAME = "shards"
 _BLOCK = tarfile.BLOCKSIZE

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.export.records import ExportedTrack, Refusal, ShardRecord, TrackInfo
+from stemcat.tasks.export.records import ExportedTrack, Refusal, ShardRecord, TrackInfo
 
 STATE_FILENAME = ".stemcat-export.json"
 LOCK_FILENAME = ".stemcat-export.lock"

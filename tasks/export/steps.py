@@ -15,15 +15,15 @@ import soundfile as sf
 from prefect import task
 from prefect.cache_policies import NONE
 
-from catalog import open_catalog
-from tasks.export.audio import AudioTarget, SourceMismatch
-from tasks.export.datasheet import write_datasheet
-from tasks.export.metadata import write_metadata
-from tasks.export.options import ExportOptions
-from tasks.export.plan import Screening, TrackPlan, screen
-from tasks.export.records import ExportedTrack, Refusal, ShardRecord
-from tasks.export.selection import credits_spent, select_candidates
-from tasks.export.shards import (
+from stemcat.catalog import open_catalog
+from stemcat.tasks.export.audio import AudioTarget, SourceMismatch
+from stemcat.tasks.export.datasheet import write_datasheet
+from stemcat.tasks.export.metadata import write_metadata
+from stemcat.tasks.export.options import ExportOptions
+from stemcat.tasks.export.plan import Screening, TrackPlan, screen
+from stemcat.tasks.export.records import ExportedTrack, Refusal, ShardRecord
+from stemcat.tasks.export.selection import credits_spent, select_candidates
+from stemcat.tasks.export.shards import (
     Member,
     member_footprint,
     next_index,
@@ -32,8 +32,8 @@ from tasks.export.shards import (
     verified_members,
     write_shard,
 )
-from tasks.export.state import ExportState
-from tasks.export.writer import write_track
+from stemcat.tasks.export.state import ExportState
+from stemcat.tasks.export.writer import write_track
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tasks.export.records import Refusal
+from stemcat.tasks.export.records import Refusal
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # some tracks or shards were refused: see `refused`

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tasks.export.audio import (
+from stemcat.tasks.export.audio import (
     AudioHeader,
     AudioTarget,
     SourceMismatch,
@@ -22,9 +22,9 @@ from tasks.export.audio import (
     read_header,
     verify_file,
 )
-from tasks.export.options import AudioFormat
-from tasks.export.plan import MIXTURE, OutputSpec, TrackPlan
-from tasks.export.records import ExportedFile, ExportedTrack, MixtureSource
+from stemcat.tasks.export.options import AudioFormat
+from stemcat.tasks.export.plan import MIXTURE, OutputSpec, TrackPlan
+from stemcat.tasks.export.records import ExportedFile, ExportedTrack, MixtureSource
 
 MIX_PART = "mix"
 

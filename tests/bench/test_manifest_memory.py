@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from tasks.manifest import _DuplicateFilter
+from stemcat.tasks.manifest import _DuplicateFilter
 
 
 def key(i: int) -> tuple[str, str, str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from catalog import Ledger, RejectRow, TrackRow
+from stemcat.catalog import Ledger, RejectRow, TrackRow
 
 DAY1 = datetime(2025, 3, 1, 23, 0, tzinfo=UTC).timestamp()
 DAY2 = datetime(2025, 3, 2, 0, 30, tzinfo=UTC).timestamp()

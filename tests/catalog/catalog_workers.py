@@ -10,7 +10,7 @@ from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 
-from catalog import Ledger, refresh_duckdb, write_snapshots
+from stemcat.catalog import Ledger, refresh_duckdb, write_snapshots
 
 
 def claim_keys(path: str, keys: list[tuple[str, str]], seed: int, start: Barrier, results: Queue) -> None:

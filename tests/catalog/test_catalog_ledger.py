@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog import (
+from stemcat.catalog import (
     InvalidTransitionError,
     JobStatus,
     Ledger,

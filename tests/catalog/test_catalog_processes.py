@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from catalog import Ledger, open_catalog, refresh_duckdb, write_snapshots
+from stemcat.catalog import Ledger, open_catalog, refresh_duckdb, write_snapshots
 from tests.catalog import catalog_workers
 from tests.catalog.catalog_sample import build_sample
 

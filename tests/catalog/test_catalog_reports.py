@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import catalog
-from catalog import open_catalog, refresh_duckdb, run_sql, spend_report, stems_report, write_snapshots
+from stemcat import catalog
+from stemcat.catalog import open_catalog, refresh_duckdb, run_sql, spend_report, stems_report, write_snapshots
 from tests.catalog.catalog_sample import build_sample
 
 EXAMPLES = Path(catalog.__file__).with_name("EXAMPLES.sql")

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalog import CATALOG_TABLES, Ledger, arrow_schema, parquet_path, write_snapshots
-from catalog.schema import TABLES
-from catalog.snapshots import rows_to_record_batch, write_parquet_atomic
+from stemcat.catalog import CATALOG_TABLES, Ledger, arrow_schema, parquet_path, write_snapshots
+from stemcat.catalog.schema import TABLES
+from stemcat.catalog.snapshots import rows_to_record_batch, write_parquet_atomic
 from tests.catalog.catalog_sample import DAY1, SECRET_URL_PART, build_sample
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from catalog.models import JobStatus, SpendEvent
-from catalog.transitions import ALLOWED_TRANSITIONS, BLOCKING, is_allowed, is_charged, spend_effect
+from stemcat.catalog.models import JobStatus, SpendEvent
+from stemcat.catalog.transitions import ALLOWED_TRANSITIONS, BLOCKING, is_allowed, is_charged, spend_effect
 
 S = JobStatus
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog import JobStatus, Ledger, LedgerWriter, UnknownJobError
+from stemcat.catalog import JobStatus, Ledger, LedgerWriter, UnknownJobError
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from suno_client import NoLimiter, RequestLimiter, SunoClient
+from stemcat.client import NoLimiter, RequestLimiter, SunoClient
 
 CONTRACT_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "contract"
 API_KEY = "sk-test-5ecret-Key-0123456789"

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from suno_client.connections import LentConnections
+from stemcat.client.connections import LentConnections
 
 
 class CountingServer:

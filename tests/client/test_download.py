@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from suno_client import (
+from stemcat.client import (
     DownloadExpired,
     DownloadFailed,
     DownloadTooLarge,
@@ -20,7 +20,7 @@ from suno_client import (
     SunoClient,
     UnsafeURL,
 )
-from suno_client.download import ContentRange, parse_content_range
+from stemcat.client.download import ContentRange, parse_content_range
 from tests.client.conftest import API_KEY, ChunkStream, ScriptedApi, SleepLog
 
 FILE_PATH = "/s/0b7e2a8c-1f5d-4b0e-9a51-7c1e2f3a4b01_Vocals.mp3"

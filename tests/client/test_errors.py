@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-import suno_client
-from suno_client import (
+from stemcat import client
+from stemcat.client import (
     EndpointNotFound,
     ErrorPolicy,
     InsufficientCredits,
@@ -28,8 +28,8 @@ from suno_client import (
     UnexpectedStatus,
     error_for_code,
 )
-from suno_client import errors as errors_module
-from suno_client.envelope import check_envelope
+from stemcat.client import errors as errors_module
+from stemcat.client.envelope import check_envelope
 
 ENDPOINT = "/api/v1/vocal-removal/record-info"
 
@@ -139,8 +139,8 @@ def test_hierarchy_docstring_draws_every_error() -> None:
     doc = errors_module.__doc__ or ""
     exported = [
         name
-        for name in suno_client.__all__
-        if isinstance(getattr(suno_client, name), type) and issubclass(getattr(suno_client, name), SunoError)
+        for name in client.__all__
+        if isinstance(getattr(client, name), type) and issubclass(getattr(client, name), SunoError)
     ]
     assert len(exported) > 20
     missing = [name for name in exported if name not in doc]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from suno_client import (
+from stemcat.client import (
     STEMS_BY_TYPE,
     CallbackPayload,
     GenerateRequest,
@@ -26,7 +26,7 @@ from suno_client import (
     TooFrequent,
     parse_credit_balance,
 )
-from suno_client.models import parse_submitted_task_id
+from stemcat.client.models import parse_submitted_task_id
 from tests.client.conftest import CONTRACT_DIR, load_contract
 
 # Every JSON file of the contract must be claimed here, so a new fixture cannot go untested.
@@ -134,7 +134,7 @@ def test_pending_and_failed_records() -> None:
 
 
 def test_reseller_variant_keeps_origin_data_and_ignores_piano(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="suno_client"):
+    with caplog.at_level(logging.DEBUG, logger="stemcat.client"):
         record = SeparationRecord.from_envelope(load_contract("record_info_with_origin_data.json"))
     assert set(record.stem_urls) == {Stem.VOCALS, Stem.INSTRUMENTAL}
     assert record.origin_data == [

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from suno_client import NoLimiter, SlidingWindowLimiter, next_admission_time
-from suno_client.pacing import AdaptiveRate
+from stemcat.client import NoLimiter, SlidingWindowLimiter, next_admission_time
+from stemcat.client.pacing import AdaptiveRate
 from tests.client.conftest import FakeClock
 
 LIMIT = 20

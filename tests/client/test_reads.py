@@ -11,7 +11,7 @@ import httpx
 import pytest
 from tenacity import RetryCallState
 
-from suno_client import (
+from stemcat.client import (
     ConfigurationError,
     EndpointNotFound,
     ErrorPolicy,
@@ -32,7 +32,7 @@ from suno_client import (
     Unauthorized,
     UnexpectedStatus,
 )
-from suno_client.backoff import JitteredBackoff, backoff_ceiling, parse_retry_after
+from stemcat.client.backoff import JitteredBackoff, backoff_ceiling, parse_retry_after
 from tests.client.conftest import FakeClock, ScriptedApi, SleepLog, envelope, load_contract
 
 RECORD = "/api/v1/vocal-removal/record-info"

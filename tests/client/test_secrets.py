@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from suno_client import (
+from stemcat.client import (
     GenerateRequest,
     NoLimiter,
     SeparationType,
@@ -26,7 +26,7 @@ from suno_client import (
     Unauthorized,
     mask_url,
 )
-from suno_client.masking import mask_text
+from stemcat.client.masking import mask_text
 from tests.client.conftest import API_KEY, ScriptedApi, envelope
 
 STEM_ID = "0b7e2a8c-1f5d-4b0e-9a51-7c1e2f3a4b01"

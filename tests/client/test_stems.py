@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from suno_client import CREDITS_PER_TYPE, STEM_BY_FIELD, STEMS_BY_TYPE, SeparationType, Stem, stem_for_field
-from suno_client.stems import stem_urls_from_fields
+from stemcat.client import CREDITS_PER_TYPE, STEM_BY_FIELD, STEMS_BY_TYPE, SeparationType, Stem, stem_for_field
+from stemcat.client.stems import stem_urls_from_fields
 
 
 def test_credits_per_type() -> None:
@@ -47,7 +47,7 @@ def test_every_stem_has_a_camel_and_a_snake_field() -> None:
 
 
 def test_unknown_stem_fields_are_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="suno_client"):
+    with caplog.at_level(logging.DEBUG, logger="stemcat.client"):
         urls = stem_urls_from_fields(
             {"pianoUrl": "https://x/p.mp3", "vocalUrl": "https://x/v.mp3", "drumsUrl": None, "bassUrl": ""}
         )

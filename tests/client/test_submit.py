@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from suno_client import (
+from stemcat.client import (
     EndpointNotFound,
     GenerateRequest,
     InsufficientCredits,

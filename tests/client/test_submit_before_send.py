@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from suno_client import GenerateRequest, NoLimiter, SeparationType, SunoClient
+from stemcat.client import GenerateRequest, NoLimiter, SeparationType, SunoClient
 
 
 def _request():

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from suno_sim import SimConfig, SimServer
+from stemcat.sim import SimConfig, SimServer
 
 FAST = dict(rate_limit=200, rate_window_s=1.0, poll_initial_s=0.2, poll_max_s=0.5, job_timeout_s=60.0,
             batch_size=8, concurrency=4)
@@ -44,7 +44,7 @@ def sim(sim_config: SimConfig) -> Iterator[SimServer]:
 
 
 def run_flow(manifest: Path, data_dir: Path, base_url: str, **overrides: Any) -> dict[str, Any]:
-    from flows.separate import separate_manifest
+    from stemcat.flows.separate import separate_manifest
 
     params = {**FAST, **overrides}
     return asyncio.run(separate_manifest(manifest=str(manifest), data_dir=str(data_dir), base_url=base_url, **params))

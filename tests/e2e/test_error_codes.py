@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from catalog import Ledger
-from suno_sim import FaultSpec, make_tracks_manifest
+from stemcat.catalog import Ledger
+from stemcat.sim import FaultSpec, make_tracks_manifest
 
 from .conftest import run_flow
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from catalog import Ledger, open_catalog
-from flows.export import export_dataset
-from suno_sim import SimConfig, SimServer, make_tracks_manifest
-from tasks.export.options import ExportSettingsError
-from tasks.export.state import load_state
-from tasks.publish import publish
+from stemcat.catalog import Ledger, open_catalog
+from stemcat.flows.export import export_dataset
+from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
+from stemcat.tasks.export.options import ExportSettingsError
+from stemcat.tasks.export.state import load_state
+from stemcat.tasks.publish import publish
 
 from .conftest import run_flow
 

@@ -9,9 +9,9 @@ import duckdb
 import pytest
 import soundfile as sf
 
-from catalog import Ledger, open_catalog
-from suno_client import STEMS_BY_TYPE, SeparationType
-from suno_sim import make_tracks_manifest
+from stemcat.catalog import Ledger, open_catalog
+from stemcat.client import STEMS_BY_TYPE, SeparationType
+from stemcat.sim import make_tracks_manifest
 
 from .conftest import run_flow
 
@@ -93,7 +93,7 @@ def test_task_only_rows_expand_to_every_audio_variation(sim, tmp_path):
 
 
 def test_timed_out_job_stays_submitted_and_is_polled_not_paid_next_run(render_cache, tmp_path):
-    from suno_sim import SimConfig, SimServer
+    from stemcat.sim import SimConfig, SimServer
 
     slow = SimConfig(seed=11, processing_s=(3.0, 3.0), rate_limit=None, cache_dir=render_cache)
     with SimServer(slow, port=0) as sim:
@@ -144,7 +144,7 @@ def test_missing_api_key_is_a_clear_configuration_error(tmp_path):
 
 
 def test_a_job_downloads_as_soon_as_it_is_separated_not_when_its_batch_is(render_cache, tmp_path):
-    from suno_sim import SimConfig, SimServer
+    from stemcat.sim import SimConfig, SimServer
 
     # Separations of one batch end over about two seconds; each job's stems should be fetched
     # right after its own separation, not after the batch's slowest one.

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from catalog import Ledger, open_catalog
-from catalog.reports import failures_report, track_quality_report
-from suno_client import SunoClient
-from suno_sim import SimConfig, SimServer, make_tracks_manifest
-from tasks.analyze import analyze_batch
-from tasks.callbacks import CallbackHub
-from tasks.context import RunContext, RunOptions
-from tasks.quality import DEFAULT_MIN_SNR_DB
+from stemcat.catalog import Ledger, open_catalog
+from stemcat.catalog.reports import failures_report, track_quality_report
+from stemcat.client import SunoClient
+from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
+from stemcat.tasks.analyze import analyze_batch
+from stemcat.tasks.callbacks import CallbackHub
+from stemcat.tasks.context import RunContext, RunOptions
+from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB
 
 from .conftest import run_flow
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _analyze(data_dir: Path, **overrides: Any) -> dict[str, Any]:
-    from flows.analyze import analyze_catalog
+    from stemcat.flows.analyze import analyze_catalog
 
     return asyncio.run(analyze_catalog(data_dir=str(data_dir), **overrides))
 
@@ -122,8 +122,8 @@ def test_analyze_and_report_commands(sim: SimServer, separated: Path, tmp_path: 
     import typer
     from typer.testing import CliRunner
 
-    from stemcat.cmd_analyze import analyze_command
-    from stemcat.cmd_report import report_app
+    from stemcat.cli.cmd_analyze import analyze_command
+    from stemcat.cli.cmd_report import report_app
 
     app = typer.Typer()
     app.command("analyze")(analyze_command)

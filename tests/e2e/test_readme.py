@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from catalog import open_catalog
-from catalog.schema_doc import schema_markdown
-from suno_sim import make_tracks_manifest
+from stemcat.catalog import open_catalog
+from stemcat.catalog.schema_doc import schema_markdown
+from stemcat.sim import make_tracks_manifest
 
 from .conftest import run_flow
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog import Ledger, open_catalog
-from suno_sim import make_tracks_manifest
+from stemcat.catalog import Ledger, open_catalog
+from stemcat.sim import make_tracks_manifest
 
 from .conftest import run_flow
 
@@ -72,7 +72,7 @@ def test_lost_files_are_fetched_again_for_free_and_expired_ones_need_a_flag(sim,
 
 
 def test_resubmit_unknown_pays_again_only_for_the_unknown(sim, tmp_path):
-    from suno_sim import FaultSpec
+    from stemcat.sim import FaultSpec
 
     manifest = make_tracks_manifest(sim, 3, tmp_path / "m.csv", types=("separate_vocal",))
     target = manifest.read_text().splitlines()[1].split(",")[1]

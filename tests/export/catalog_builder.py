@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from catalog import Ledger, TrackRow, write_snapshots
-from suno_client import STEMS_BY_TYPE, SeparationType
+from stemcat.catalog import Ledger, TrackRow, write_snapshots
+from stemcat.client import STEMS_BY_TYPE, SeparationType
 
 AMPLITUDE = 0.05
 CREDITS = {"separate_vocal": 1, "split_stem": 5}

@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.main import get_command
 
-from stemcat.cmd_export import export_command
-from tasks.export.datasheet import command_for
-from tasks.export.options import build_options
+from stemcat.cli.cmd_export import export_command
+from stemcat.tasks.export.datasheet import command_for
+from stemcat.tasks.export.options import build_options
 
 
 def _parsed_options(command: str):

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from tasks.export.audio import AudioTarget
-from tasks.export.metadata import METADATA_SCHEMA
-from tasks.export.options import ExportOptions, build_options
-from tasks.export.plan import TrackPlan
-from tasks.export.records import MixFile
-from tasks.export.splits import SplitRequest, assign_splits
-from tasks.export.state import ExportState, load_state, missing_files, new_state, save_state
-from tasks.export.steps import BatchResult, finish, plan_shards, select, shard, write_batch
+from stemcat.tasks.export.audio import AudioTarget
+from stemcat.tasks.export.metadata import METADATA_SCHEMA
+from stemcat.tasks.export.options import ExportOptions, build_options
+from stemcat.tasks.export.plan import TrackPlan
+from stemcat.tasks.export.records import MixFile
+from stemcat.tasks.export.splits import SplitRequest, assign_splits
+from stemcat.tasks.export.state import ExportState, load_state, missing_files, new_state, save_state
+from stemcat.tasks.export.steps import BatchResult, finish, plan_shards, select, shard, write_batch
 from tests.export.catalog_builder import SongSpec, add_songs, stem_names
 
 SONGS = [
@@ -222,7 +222,7 @@ def test_state_round_trips_and_notices_missing_files(catalog, tmp_path):
 
 
 def test_sums_beyond_full_scale_are_clipped_and_counted_not_wrapped(tmp_path):
-    from tasks.export.audio import AudioHeader, encode
+    from stemcat.tasks.export.audio import AudioHeader, encode
 
     loud = 0.8 * np.ones((4000, 1))
     paths = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.export.options import ExportSettingsError, build_options, settings_differences
-from tasks.export.plan import (
+from stemcat.tasks.export.options import ExportSettingsError, build_options, settings_differences
+from stemcat.tasks.export.plan import (
     MIXTURE,
     REASON_DURATION,
     REASON_INCOMPLETE,
@@ -19,8 +19,8 @@ from tasks.export.plan import (
     screen,
     stem_order,
 )
-from tasks.export.records import Candidate, SourceStem, StemQuality, TrackInfo
-from tasks.export.shards import pack
+from stemcat.tasks.export.records import Candidate, SourceStem, StemQuality, TrackInfo
+from stemcat.tasks.export.shards import pack
 
 
 def _candidate(audio_id: str, separation_type: str = "split_stem", silent: frozenset[str] = frozenset(),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from tasks.export.resample import StreamingResampler, convert_channels
+from stemcat.tasks.export.resample import StreamingResampler, convert_channels
 
 
 def _stream(signal: np.ndarray, source: int, target: int, rng: np.random.Generator) -> np.ndarray:

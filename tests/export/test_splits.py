@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tasks.export.splits import (
+from stemcat.tasks.export.splits import (
     DEFAULT_RATIOS,
     SplitRatioError,
     SplitRequest,

@@ -13,8 +13,8 @@ import os
 import time
 from pathlib import Path
 
-from suno_client import API_KEY_ENV, SunoClient, SunoError
-from suno_client.shared_pacing import SharedLimiter, open_admission_store
+from stemcat.client import API_KEY_ENV, SunoClient, SunoError
+from stemcat.client.shared_pacing import SharedLimiter, open_admission_store
 
 
 class RecordingLimiter(SharedLimiter):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from suno_client.admission import (
+from stemcat.client.admission import (
     CLOCK_JUMP_S,
     AdmissionBook,
     PacingParams,

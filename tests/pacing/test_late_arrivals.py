@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from suno_client.admission import AdmissionBook, PacingParams, Reservation
-from suno_client.admission_sqlite import SqliteAdmissionStore
-from suno_client.pacer_service import running_pacer
-from suno_client.shared_pacing import MemoryAdmissionStore, SharedLimiter
+from stemcat.client.admission import AdmissionBook, PacingParams, Reservation
+from stemcat.client.admission_sqlite import SqliteAdmissionStore
+from stemcat.client.pacer_service import running_pacer
+from stemcat.client.shared_pacing import MemoryAdmissionStore, SharedLimiter
 
 # A 1 s window: the guard is its floor, 0.1 s, so an answer more than 50 ms after its slot
 # (beyond the usual round trip) counts as late.

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from suno_client.admission_http import HttpAdmissionStore
-from suno_client.admission_sqlite import SqliteAdmissionStore
-from suno_client.shared_pacing import MemoryAdmissionStore, SharedLimiter, default_store_path, open_admission_store
-from tasks.context import RunOptions
-from tasks.limits import make_limiter
+from stemcat.client.admission_http import HttpAdmissionStore
+from stemcat.client.admission_sqlite import SqliteAdmissionStore
+from stemcat.client.shared_pacing import MemoryAdmissionStore, SharedLimiter, default_store_path, open_admission_store
+from stemcat.tasks.context import RunOptions
+from stemcat.tasks.limits import make_limiter
 
 KEY = "sk-limits-test-key"
 

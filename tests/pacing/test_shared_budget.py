@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from suno_client.admission import budget_id
-from suno_client.admission_http import HttpAdmissionStore
-from suno_client.admission_sqlite import SqliteAdmissionStore
-from suno_client.pacer_service import running_pacer
-from suno_client.shared_pacing import AdmissionStore, SharedLimiter
-from suno_sim import SimConfig, SimServer
+from stemcat.client.admission import budget_id
+from stemcat.client.admission_http import HttpAdmissionStore
+from stemcat.client.admission_sqlite import SqliteAdmissionStore
+from stemcat.client.pacer_service import running_pacer
+from stemcat.client.shared_pacing import AdmissionStore, SharedLimiter
+from stemcat.sim import SimConfig, SimServer
 
 from .conftest import busiest_window
 

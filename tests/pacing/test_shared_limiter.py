@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from suno_client.admission import PacingParams, PacingState, Reservation
-from suno_client.admission_sqlite import SqliteAdmissionStore
-from suno_client.shared_pacing import (
+from stemcat.client.admission import PacingParams, PacingState, Reservation
+from stemcat.client.admission_sqlite import SqliteAdmissionStore
+from stemcat.client.shared_pacing import (
     AdmissionStore,
     MemoryAdmissionStore,
     PacerUnavailable,

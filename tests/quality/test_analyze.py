@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from catalog import Ledger, TrackRow
-from suno_client import NoLimiter, SunoClient
-from tasks.analyze import AnalysisOutcome, Analyzer
-from tasks.mixes import candidate_urls, mix_relpath
-from tasks.paths import UnsafePathPart
-from tasks.quality import QualityThresholds
+from stemcat.catalog import Ledger, TrackRow
+from stemcat.client import NoLimiter, SunoClient
+from stemcat.tasks.analyze import AnalysisOutcome, Analyzer
+from stemcat.tasks.mixes import candidate_urls, mix_relpath
+from stemcat.tasks.paths import UnsafePathPart
+from stemcat.tasks.quality import QualityThresholds
 
 RATE = 16_000
 ORIGIN = "https://cdn.test/origin/a1.mp3"

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalog import JobQualityRow, Ledger, StemQualityRow, TrackRow, open_catalog, write_snapshots
-from catalog.errors import CatalogError
-from catalog.migrations import missing_columns
-from catalog.paths import parquet_path
-from catalog.reports import (
+from stemcat.catalog import JobQualityRow, Ledger, StemQualityRow, TrackRow, open_catalog, write_snapshots
+from stemcat.catalog.errors import CatalogError
+from stemcat.catalog.migrations import missing_columns
+from stemcat.catalog.paths import parquet_path
+from stemcat.catalog.reports import (
     expiring_report,
     failures_report,
     quality_report,
@@ -25,7 +25,7 @@ from catalog.reports import (
     track_quality_report,
     usable_report,
 )
-from catalog.schema import JOBS, SCHEMA_VERSION, STEMS, arrow_schema
+from stemcat.catalog.schema import JOBS, SCHEMA_VERSION, STEMS, arrow_schema
 from tests.catalog.catalog_sample import build_sample
 
 NEW_JOB_COLUMNS = ("reconstruction_snr_db", "mix_path", "mix_duration_s", "low_snr", "analyzed_at", "analysis_error")

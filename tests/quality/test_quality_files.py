@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tasks.quality import measure_stem
-from tasks.quality_files import UnreadableAudio, measure_files
+from stemcat.tasks.quality import measure_stem
+from stemcat.tasks.quality_files import UnreadableAudio, measure_files
 
 RATE = 16_000
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from tasks.quality import (
+from stemcat.tasks.quality import (
     DBFS_FLOOR,
     LUFS_FLOOR,
     SNR_CEILING_DB,

@@ -12,9 +12,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from catalog import JobQualityRow, StemQualityRow, TrackRow, open_catalog, write_snapshots
-from catalog.charts import HOURS_CHART, QUALITY_CHART, SPEND_CHART, write_charts
-from stemcat.cmd_report import report_app
+from stemcat.catalog import JobQualityRow, StemQualityRow, TrackRow, open_catalog, write_snapshots
+from stemcat.catalog.charts import HOURS_CHART, QUALITY_CHART, SPEND_CHART, write_charts
+from stemcat.cli.cmd_report import report_app
 from tests.catalog.catalog_sample import build_sample
 
 app = typer.Typer()
@@ -107,7 +107,7 @@ def test_charts_of_an_empty_catalog_say_so(tmp_path: Path) -> None:
 
 
 def test_write_catalog_charts_defaults_to_the_data_dir(data_dir: Path) -> None:
-    from catalog.charts import write_catalog_charts
+    from stemcat.catalog.charts import write_catalog_charts
 
     paths = write_catalog_charts(data_dir, min_snr_db=12.0)
     assert [p.parent for p in paths] == [data_dir / "charts"] * 3 and all(p.is_file() for p in paths)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from suno_sim import SimConfig, SimServer
+from stemcat.sim import SimConfig, SimServer
 
 from .simtest_support import SimFactory
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from suno_sim import SimServer, SimTrack
+from stemcat.sim import SimServer, SimTrack
 
 SimFactory = Callable[..., SimServer]
 CONTRACT_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "contract"

@@ -1,4 +1,4 @@
-"""The /admin routes through AdminClient, manifests, and the `python -m suno_sim serve` entry point."""
+"""The /admin routes through AdminClient, manifests, and the `python -m stemcat.sim serve` entry point."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from suno_sim import AdminClient, FaultSpec, SimServer, make_tracks_manifest
+from stemcat.sim import AdminClient, FaultSpec, SimServer, make_tracks_manifest
 
 from .simtest_support import CREDIT, api_client, submit
 
@@ -88,7 +88,7 @@ def test_manifest_without_audio_ids_has_one_row_per_music_task(sim: SimServer, t
 
 def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
     manifest = tmp_path / "m.jsonl"
-    command = [sys.executable, "-m", "suno_sim", "serve", "--port", "0", "--tracks", "4", "--manifest", str(manifest),
+    command = [sys.executable, "-m", "stemcat.sim", "serve", "--port", "0", "--tracks", "4", "--manifest", str(manifest),
                "--seed", "3", "--rate-limit", "0", "--processing", "0.05", "0.1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parents[2])

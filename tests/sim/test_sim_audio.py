@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suno_sim import SimServer
-from suno_sim.stems import INSTRUMENT_STEMS, STEM_FIELDS
+from stemcat.sim import SimServer
+from stemcat.sim.stems import INSTRUMENT_STEMS, STEM_FIELDS
 
 from .simtest_support import SimFactory, api_client, decode, snr_db, submit, wait_finished, wait_until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from suno_sim import FaultSpec, SimServer
+from stemcat.sim import FaultSpec, SimServer
 
 from .simtest_support import (
     CREDIT,

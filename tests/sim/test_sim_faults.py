@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from suno_sim import FaultSpec, SimServer
+from stemcat.sim import FaultSpec, SimServer
 
 from .simtest_support import (
     CREDIT,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from suno_sim import FaultSpec, SimServer
-from suno_sim.config import FOURTEEN_DAYS_S
+from stemcat.sim import FaultSpec, SimServer
+from stemcat.sim.config import FOURTEEN_DAYS_S
 
 from .simtest_support import SimFactory, api_client, decode, record_info, submit, wait_finished
 

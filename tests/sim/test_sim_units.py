@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from suno_sim.callbacks import is_loopback_url
-from suno_sim.config import FaultSpec, SimConfig
-from suno_sim.faults import FaultBook
-from suno_sim.files import ByteRange, UnsatisfiableRange, parse_range
-from suno_sim.payloads import separation_response
-from suno_sim.ratelimit import SlidingWindowLimiter, retry_after_header
-from suno_sim.signing import FileToken, sign, verify
-from suno_sim.stems import INSTRUMENT_STEMS
-from suno_sim.synth import PEAK_TARGET, plan_song, render_song
+from stemcat.sim.callbacks import is_loopback_url
+from stemcat.sim.config import FaultSpec, SimConfig
+from stemcat.sim.faults import FaultBook
+from stemcat.sim.files import ByteRange, UnsatisfiableRange, parse_range
+from stemcat.sim.payloads import separation_response
+from stemcat.sim.ratelimit import SlidingWindowLimiter, retry_after_header
+from stemcat.sim.signing import FileToken, sign, verify
+from stemcat.sim.stems import INSTRUMENT_STEMS
+from stemcat.sim.synth import PEAK_TARGET, plan_song, render_song
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from catalog import Ledger, LedgerWriter
-from tasks.callbacks import CallbackReceiver, callback_url
+from stemcat.catalog import Ledger, LedgerWriter
+from stemcat.tasks.callbacks import CallbackReceiver, callback_url
 
 
 async def test_on_the_runs_loop_a_callback_is_stored_and_wakes_its_waiter(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from tasks.manifest import ManifestError, iter_manifest
+from stemcat.tasks.manifest import ManifestError, iter_manifest
 
 
 def _all(path, **kw):

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.planning import Action, ResubmitPolicy, decide, needs_force, next_poll_delay, rate_limited_seconds
+from stemcat.tasks.planning import Action, ResubmitPolicy, decide, needs_force, next_poll_delay, rate_limited_seconds
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from suno_client.shared_pacing import polling
-from tasks.context import RunOptions
-from tasks.limits import make_limiter
+from stemcat.client.shared_pacing import polling
+from stemcat.tasks.context import RunOptions
+from stemcat.tasks.limits import make_limiter
 
 
 def _options(tmp_path: Path, **overrides: object) -> RunOptions:

@@ -1,0 +1,370 @@
+"""Async client for the Suno separation API.
+
+The submit is paid, so it is re-sent only when the request provably was not executed;
+everything else (reads, downloads) is retried with jittered back-off. All API calls of a
+key share one `RequestLimiter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Generator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from stemcat.client.backoff import JitteredBackoff, parse_retry_after
+from stemcat.client.connections import LentConnections
+from stemcat.client.download import DownloadResult, download_to_file
+from stemcat.client.endpoints import (
+    CREDIT_PATH,
+    DEFAULT_BASE_URL,
+    GENERATION_RECORD_PATH,
+    RECORD_INFO_PATH,
+    SUBMIT_PATH,
+)
+from stemcat.client.envelope import check_envelope
+from stemcat.client.errors import (
+    ConfigurationError,
+    DownloadFailed,
+    DownloadTruncated,
+    ErrorPolicy,
+    Maintenance,
+    ResponseFormatError,
+    ServerError,
+    SubmitOutcomeUnknown,
+    SunoError,
+    Throttled,
+    TransportFailure,
+)
+from stemcat.client.masking import install_log_masking
+from stemcat.client.models import (
+    GenerateRequest,
+    GenerationRecord,
+    SeparationRecord,
+    parse_credit_balance,
+    parse_submitted_task_id,
+)
+from stemcat.client.pacing import RequestLimiter, SlidingWindowLimiter
+from stemcat.client.transport_errors import describe, provably_unsent, sanitized
+
+
+# Awaited once, right before a paid request leaves (see `SunoClient.submit`).
+BeforeSend = Callable[[], Awaitable[None]]
+
+logger = logging.getLogger("stemcat.client")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+API_KEY_ENV = "SUNO_API_KEY"
+BASE_URL_ENV = "SUNO_BASE_URL"
+_MAX_API_BODY_BYTES = 1024 * 1024
+_USER_AGENT = "stemcat-suno-client/0.1"
+DEFAULT_TIMEOUT = httpx.Timeout(30, connect=10)
+_RETRIED_POLICIES = frozenset({ErrorPolicy.RETRY, ErrorPolicy.PAUSE})
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the key to API requests only; never shown by repr."""
+
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must be scrubbed from any text leaving the client."""
+        return (self._api_key,)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._api_key}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "<BearerAuth ***>"
+
+
+def _is_retryable_read_error(error: BaseException) -> bool:
+    return isinstance(error, SunoError) and error.policy in _RETRIED_POLICIES
+
+
+def _is_retryable_submit_error(error: BaseException) -> bool:
+    """Only outcomes documented or proven as "not executed" may be re-sent."""
+    if isinstance(error, TransportFailure):
+        return not error.request_sent
+    return isinstance(error, Throttled | Maintenance)
+
+
+def _is_retryable_download_error(error: BaseException) -> bool:
+    return isinstance(error, DownloadFailed | DownloadTruncated) and error.policy is ErrorPolicy.RETRY
+
+
+def _log_retry(retry_state: RetryCallState) -> None:
+    outcome = retry_state.outcome
+    error = outcome.exception() if outcome is not None else None
+    delay = retry_state.next_action.sleep if retry_state.next_action is not None else 0.0
+    logger.warning(
+        "attempt %d failed (%s); retrying in %.2fs",
+        retry_state.attempt_number,
+        error if isinstance(error, SunoError) else type(error).__name__,
+        delay,
+    )
+
+
+def _resolve_base_url(base_url: str | None) -> str:
+    resolved = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
+    try:
+        parts = urlsplit(resolved)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigurationError(f"{BASE_URL_ENV} must be an http(s) URL with a host")
+    return resolved
+
+
+class SunoClient:
+    """One long-lived connection pool to the API (and to stem file hosts); use `async with`."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        limiter: RequestLimiter | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_read_attempts: int = 6,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        max_connections: int = 4,
+        max_download_connections: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
+        if not key:
+            raise ConfigurationError(f"No API key: set {API_KEY_ENV} or pass api_key")
+        if max_read_attempts < 1:
+            raise ValueError("max_read_attempts must be at least 1")
+        if backoff_initial_s < 0 or backoff_max_s < backoff_initial_s:
+            raise ValueError("need 0 <= backoff_initial_s <= backoff_max_s")
+        self.base_url = _resolve_base_url(base_url)
+        self._auth = _BearerAuth(key)
+        install_log_masking(key)
+        self._limiter: RequestLimiter = limiter if limiter is not None else SlidingWindowLimiter()
+        self._max_attempts = max_read_attempts
+        self._backoff = JitteredBackoff(backoff_initial_s, backoff_max_s)
+        self._maintenance_pause_s = backoff_max_s
+        self._sleep = sleep
+        # Each API request borrows one of `max_connections` single-connection clients, and
+        # stem files get clients of their own (no base URL and no key near file hosts): see
+        # `stemcat.client.connections` for why not one pooled client each.
+
+        def clients_for(base_url: str) -> Callable[[httpx.Limits, ssl.SSLContext | None], httpx.AsyncClient]:
+            def make(limits: httpx.Limits, tls: ssl.SSLContext | None) -> httpx.AsyncClient:
+                return httpx.AsyncClient(
+                    base_url=base_url, timeout=timeout, limits=limits, follow_redirects=False,
+                    headers={"User-Agent": _USER_AGENT}, transport=transport,
+                    **({} if tls is None else {"verify": tls}),
+                )
+
+            return make
+
+        custom = transport is not None
+        self._api = LentConnections(max_connections, clients_for(self.base_url), shared_transport=custom)
+        self._files = LentConnections(max_download_connections, clients_for(""), shared_transport=custom)
+
+    @property
+    def limiter(self) -> RequestLimiter:
+        return self._limiter
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._api.aclose()
+        await self._files.aclose()
+
+    def __repr__(self) -> str:
+        return f"SunoClient(base_url={self.base_url!r}, limiter={self._limiter!r})"
+
+    # --- API calls -------------------------------------------------------------------------
+
+    async def submit(self, request: GenerateRequest, *, before_send: BeforeSend | None = None) -> str:
+        """PAID. Ask for a separation and return its taskId.
+
+        Re-sent only after a connect failure or a 405/430/455 (not executed). Any other
+        failure after sending raises `SubmitOutcomeUnknown`: record the job as unknown,
+        never resubmit it.
+
+        `before_send` is awaited once, after the rate limiter admitted the first attempt and
+        just before the request leaves: the place to record a durable intent, so that time
+        spent waiting for the limiter never counts as "maybe sent". Whatever it raises
+        propagates and nothing is sent.
+        """
+        body = request.to_wire()
+        pending = [before_send] if before_send is not None else []
+
+        async def attempt() -> str:
+            return await self._submit_once(body, pending)
+
+        return await self._retrying(_is_retryable_submit_error)(attempt)
+
+    async def record_info(self, task_id: str) -> SeparationRecord:
+        """Status and stem URLs of a separation task."""
+        envelope = await self._read(RECORD_INFO_PATH, {"taskId": _require_id(task_id)})
+        return SeparationRecord.from_envelope(envelope)
+
+    async def credits(self) -> int:
+        """The key's remaining credit balance."""
+        return parse_credit_balance(await self._read(CREDIT_PATH, None))
+
+    async def generation_record(self, task_id: str) -> GenerationRecord:
+        """Details of a music-generation task, listing its audio variations."""
+        envelope = await self._read(GENERATION_RECORD_PATH, {"taskId": _require_id(task_id)})
+        return GenerationRecord.from_envelope(envelope)
+
+    async def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int,
+        chunk_size: int = 256 * 1024,
+        expected_bytes: int | None = None,
+        fsync: bool = True,
+    ) -> DownloadResult:
+        """Stream a stem file into `dest` (a `.part` path), resuming bytes already there.
+
+        No Authorization header is sent: file URLs may be on third-party hosts. The sha256 is
+        of the bytes on disk. With `fsync=False` the caller forces the file to disk itself
+        (for instance outside a concurrency slot, together with its other file work).
+        """
+        return await download_to_file(
+            self._files.client,
+            url,
+            Path(dest),
+            max_bytes=max_bytes,
+            chunk_size=chunk_size,
+            expected_bytes=expected_bytes,
+            retrying=lambda: self._retrying(_is_retryable_download_error),
+            fsync=fsync,
+        )
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _retrying(self, should_retry: Callable[[BaseException], bool]) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._backoff,
+            retry=retry_if_exception(should_retry),
+            sleep=self._sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    async def _read(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
+        return await self._retrying(_is_retryable_read_error)(self._call, "GET", path, params, None)
+
+    async def _submit_once(self, body: dict[str, str], before_send: list[BeforeSend]) -> str:
+        try:
+            envelope = await self._call("POST", SUBMIT_PATH, None, body, before_send)
+            return parse_submitted_task_id(envelope)
+        except TransportFailure as exc:
+            if not exc.request_sent:
+                raise
+            raise self._unknown_submit(exc, "the connection failed after the request was sent") from None
+        except ServerError as exc:
+            raise self._unknown_submit(exc, f"the server answered {exc.code}") from None
+        except ResponseFormatError as exc:
+            raise self._unknown_submit(exc, "the answer could not be read") from None
+
+    @staticmethod
+    def _unknown_submit(cause: SunoError, why: str) -> SubmitOutcomeUnknown:
+        return SubmitOutcomeUnknown(
+            f"Submit may or may not have been accepted: {why} ({cause.detail})",
+            cause=cause,
+            code=cause.code,
+            endpoint=SUBMIT_PATH,
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        json_body: dict[str, str] | None,
+        before_send: list[BeforeSend] | None = None,
+    ) -> dict[str, Any]:
+        """One rate-limited API request; raises the mapped `SunoError` for any failure."""
+        await self._limiter.acquire()
+        try:
+            async with self._api.client() as http:
+                while before_send:  # a paid request's intent is recorded once it is next to leave
+                    await before_send.pop()()
+                async with http.stream(
+                    method,
+                    path,
+                    params=params,
+                    json=json_body,
+                    auth=self._auth,
+                    headers={"Accept": "application/json"},
+                ) as response:
+                    body = await _read_capped(response, _MAX_API_BODY_BYTES)
+        except httpx.RequestError as exc:
+            logger.debug("%s %s failed: %s", method, path, describe(exc, self._auth.secrets))
+            raise TransportFailure(
+                f"Network failure: {describe(exc, self._auth.secrets)}",
+                request_sent=not provably_unsent(exc),
+                endpoint=path,
+            ) from sanitized(exc, self._auth.secrets)
+        logger.debug("%s %s -> HTTP %d", method, path, response.status_code)
+        try:
+            envelope = check_envelope(
+                response.status_code,
+                body,
+                endpoint=path,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                secrets=self._auth.secrets,
+            )
+        except Throttled as exc:
+            self._limiter.throttled(exc.retry_after)
+            raise
+        except Maintenance as exc:
+            self._limiter.paused(exc.retry_after or self._maintenance_pause_s)
+            raise
+        self._limiter.succeeded()
+        return envelope
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise ResponseFormatError(
+                f"Malformed response: body larger than {cap} bytes", endpoint=response.request.url.path
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _require_id(task_id: str) -> str:
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise ValueError("task_id must be a non-empty string")
+    return task_id.strip()

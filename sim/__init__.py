@@ -1,0 +1,26 @@
+"""Local simulator of the Suno stem-separation API: a real HTTP server on loopback for tests, demo and benchmarks.
+
+It shares no code with `stemcat.client`; payload shapes follow tests/fixtures/contract/.
+"""
+
+from stemcat.sim.admin import AdminClient
+from stemcat.sim.cli import serve
+from stemcat.sim.config import FaultSpec, SimConfig
+from stemcat.sim.manifest import make_tracks_manifest
+from stemcat.sim.models import Charge, SeparationTaskView, SimStats, SimTrack, TrackTruth
+from stemcat.sim.server import SimServer, SimServerError
+
+__all__ = [
+    "AdminClient",
+    "Charge",
+    "FaultSpec",
+    "SeparationTaskView",
+    "SimConfig",
+    "SimServer",
+    "SimServerError",
+    "SimStats",
+    "SimTrack",
+    "TrackTruth",
+    "make_tracks_manifest",
+    "serve",
+]

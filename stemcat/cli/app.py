@@ -1,0 +1,252 @@
+"""`stemcat`: a thin shell over the flows and the catalog (no logic lives here)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from stemcat.settings import Settings, load_settings, quiet_prefect_environment
+
+quiet_prefect_environment()
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")]
+
+
+def _data_dir(value: Path | None, settings: Settings) -> Path:
+    return value if value is not None else settings.data_dir
+
+
+def _print_plan(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    plan = summary["plan"]
+    table = Table(title="dry run: nothing was charged")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for t, n in sorted(plan["submit_by_type"].items()):
+        table.add_row(f"new {t}", f"{n} submissions, {plan['credits_by_type'].get(t, 0)} credits")
+    table.add_row("credits in all", str(sum(plan["credits_by_type"].values())))
+    table.add_row("balance", str(summary.get("balance_before")))
+    actions = plan["actions"]
+    table.add_row("re-poll (free)", str(actions.get("poll", 0)))
+    table.add_row("download or verify (free)", str(actions.get("download", 0)))
+    for state, cost in sorted(plan.get("skipped_cost", {}).items()):
+        table.add_row(f"skipped: {state}", f"{actions.get('skip_' + state, 0)} (re-separating costs {cost} credits; "
+                                            f"pass --resubmit-{state})")
+    table.add_row("rejected rows", str(plan["rejected"]))
+    table.add_row("time the rate limit implies", f"≥ {summary.get('min_seconds', 0):.0f} s")
+    console.print(table)
+
+
+@app.command()
+def run(
+    manifest: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet manifest of generated tracks.")],
+    separation_type: Annotated[str, typer.Option("--type", help="Default type for rows without one: "
+                                                  "separate_vocal (1 credit) or split_stem (5 credits).")] = "separate_vocal",
+    data_dir: DataDirOption = None,
+    base_url: Annotated[str | None, typer.Option(help="API base URL [env SUNO_BASE_URL].")] = None,
+    max_credits: Annotated[int | None, typer.Option(help="Hard cap on credits this run may commit.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and cost; charge nothing.")] = False,
+    allow_partial: Annotated[bool, typer.Option(help="Spend what the balance allows, in manifest order.")] = False,
+    resubmit_unknown: Annotated[bool, typer.Option(help="Pay again for submits whose outcome is unknown.")] = False,
+    resubmit_failed: Annotated[bool, typer.Option(help="Pay again for separations the API reported failed.")] = False,
+    resubmit_expired: Annotated[bool, typer.Option(help="Pay again for stems whose URLs expired.")] = False,
+    force: Annotated[bool, typer.Option(help="Pay again for everything in the manifest.")] = False,
+    rate_limit: Annotated[int | None, typer.Option(help="Requests per window (default 20).")] = None,
+    rate_window: Annotated[float | None, typer.Option(help="Window in seconds (default 10).")] = None,
+    poll_share: Annotated[float | None, typer.Option(help="Most of the rate budget polls may take while "
+                                                      "submits wait, 0-1 (default 0.5) [env STEMCAT_POLL_SHARE].")] = None,
+    analyze: Annotated[bool, typer.Option(help="Measure stem quality after each batch (--no-analyze: later, "
+                                                "with `stemcat analyze`).")] = True,
+    concurrency: Annotated[int, typer.Option(help="Jobs in flight: concurrency x batch-size, a job starting as any other ends.")] = 4,
+    download_concurrency: Annotated[int | None, typer.Option(help="Parallel stem downloads.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Tracks per Prefect task run.")] = None,
+    poll_initial: Annotated[float | None, typer.Option(help="Seconds before the first poll of a job.")] = None,
+    poll_max: Annotated[float | None, typer.Option(help="Longest wait between polls of a job.")] = None,
+    job_timeout: Annotated[float | None, typer.Option(help="Stop polling a job after this many seconds.")] = None,
+    max_download_mb: Annotated[float | None, typer.Option(help="Refuse stem files larger than this.")] = None,
+    callback_url: Annotated[str | None, typer.Option(help="Public base URL of `stemcat callbacks serve`.")] = None,
+    rate_store: Annotated[str | None, typer.Option(help="Shared rate budget for concurrent runs "
+                                                   "[env STEMCAT_RATE_STORE].")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Separate every track of MANIFEST into stems, download them, and update the catalog."""
+    settings = load_settings()
+    params = dict(
+        manifest=str(manifest), data_dir=str(_data_dir(data_dir, settings)), base_url=base_url or settings.base_url,
+        separation_type=separation_type, max_credits=max_credits, allow_partial=allow_partial, dry_run=dry_run,
+        resubmit_unknown=resubmit_unknown, resubmit_failed=resubmit_failed, resubmit_expired=resubmit_expired,
+        force=force, rate_limit=rate_limit or settings.rate_limit, rate_window_s=rate_window or settings.rate_window_s,
+        concurrency=concurrency, download_concurrency=download_concurrency or settings.download_concurrency,
+        batch_size=batch_size or settings.batch_size, poll_initial_s=poll_initial or settings.poll_initial_s,
+        poll_max_s=poll_max or settings.poll_max_s, job_timeout_s=job_timeout or settings.job_timeout_s,
+        max_download_mb=max_download_mb or settings.max_download_mb,
+        callback_url=callback_url or settings.callback_url,
+        rate_store=rate_store or settings.rate_store,
+        poll_share=settings.poll_share if poll_share is None else poll_share, analyze=analyze,
+    )
+    if not (settings.api_key and settings.api_key.get_secret_value().strip()):
+        err_console.print("[red]SUNO_API_KEY is not set.[/red] Export your key (it is only ever sent in the "
+                          "Authorization header), or try `make demo`, which runs against the local simulator.")
+        raise typer.Exit(2)
+    raise typer.Exit(run_flow(params, verbose=verbose))
+
+
+def run_flow(params: dict[str, Any], *, verbose: bool = False) -> int:
+    """Run the main flow in this process with a progress display; returns the exit status."""
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    from stemcat.flows.separate import separate_manifest
+    from stemcat.flows.summary import EXIT_INCOMPLETE
+    from stemcat.cli.display import RichProgress, summary_table
+    from stemcat.tasks.plan import Plan
+    from stemcat.tasks.progress import set_reporter
+
+    with RichProgress(console) as progress:
+        set_reporter(progress)
+        try:
+            summary = asyncio.run(separate_manifest(**params))
+        except Exception as error:  # the flow itself failed: say so plainly, keep the trace for --verbose
+            if verbose:
+                console.print_exception()
+            err_console.print(f"[red]stemcat run failed:[/red] {error}")
+            return EXIT_INCOMPLETE
+        finally:
+            set_reporter(None)
+    if summary["dry_run"]:
+        plan = Plan.model_validate(summary["plan"])
+        summary["min_seconds"] = plan.min_seconds(limit=params["rate_limit"], window_s=params["rate_window_s"])
+        _print_plan(summary)
+    console.print(summary_table(summary))
+    return int(summary["exit_code"])
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the catalog views (tracks, jobs, stems, spend, runs, …).")],
+    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run SQL against the catalog (read-only; never blocked by a running flow)."""
+    import duckdb
+
+    from stemcat.catalog import open_catalog
+    from stemcat.catalog.reports import run_sql
+    from stemcat.cli.display import print_frame
+
+    con = open_catalog(_data_dir(data_dir, load_settings()))
+    try:
+        frame = run_sql(con, query)
+    except duckdb.Error as error:
+        err_console.print(f"[red]SQL error:[/red] {error}")
+        raise typer.Exit(2) from error
+    print_frame(console, frame, fmt.value)
+
+
+@app.command()
+def sim(
+    host: Annotated[str, typer.Option(help="Interface (loopback only is sensible).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
+    tracks: Annotated[int, typer.Option(help="Generate this many tracks and write their manifest.")] = 0,
+    manifest: Annotated[Path, typer.Option(help="Where to write the generated manifest.")] = Path("sim-manifest.csv"),
+    seed: Annotated[int, typer.Option(help="Seed for songs and outcomes.")] = 7,
+) -> None:
+    """Run the local Suno API simulator (the embedded default) until Ctrl-C."""
+    from stemcat.sim import SimConfig, serve
+
+    serve(SimConfig(seed=seed), host=host, port=port, tracks=tracks, manifest_path=manifest if tracks else None)
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo writes stems and catalog.")] = Path("stemcat-data/demo"),
+    tracks: Annotated[int, typer.Option(help="How many tracks to generate.")] = 12,
+) -> None:
+    """Start the simulator, write a mixed manifest, run the flow, print the summary and an example query."""
+    from stemcat.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(console, data_dir=data_dir, tracks=tracks))
+
+
+pacer_app = typer.Typer(no_args_is_help=True, help="The shared rate-budget service for runs on several machines.")
+app.add_typer(pacer_app, name="pacer")
+
+
+@pacer_app.command("serve")
+def pacer_serve(
+    host: Annotated[str, typer.Option(help="Interface; bind it to a trusted network only.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8790,
+) -> None:
+    """Hold every key's rate budget for runs anywhere (point them at it with --rate-store http://HOST:PORT)."""
+    from stemcat.client.pacer_service import serve
+
+    serve(host=host, port=port)
+
+
+def _register_commands() -> None:
+    from stemcat.cli.cmd_analyze import analyze_command
+    from stemcat.cli.cmd_export import export_command
+    from stemcat.cli.cmd_report import report_app
+
+    app.add_typer(report_app, name="report")
+    app.command("analyze")(analyze_command)
+    app.command("export")(export_command)
+
+
+_register_commands()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    logging.basicConfig(level=logging.WARNING)
+    app()
+
+
+callbacks_app = typer.Typer(no_args_is_help=True, help="The callback receiver, as a long-lived service.")
+app.add_typer(callbacks_app, name="callbacks")
+
+
+@callbacks_app.command("serve")
+def callbacks_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8766,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Receive the API's callbacks into the ledger, independently of any run (point STEMCAT_CALLBACK_URL here).
+
+    A receiver that outlives runs catches callbacks that arrive while no run is alive, so a
+    crash between a paid submit and storing its taskId is settled by the callback instead of
+    ending as `unknown`.
+    """
+    import time
+
+    from stemcat.catalog import Ledger
+    from stemcat.tasks.callbacks import CallbackReceiver, load_secret
+
+    directory = _data_dir(data_dir, load_settings())
+    ledger = Ledger(directory / "ledger.sqlite")
+    with CallbackReceiver(ledger, load_secret(directory), host=host, port=port) as receiver:
+        console.print(f"receiving callbacks on {receiver.base_url}/callback/<token>  (Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    ledger.close()

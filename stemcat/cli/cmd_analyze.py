@@ -1,0 +1,89 @@
+"""`stemcat analyze`: measure the stems already in the catalog (a thin shell over flows.analyze).
+
+Downloads no stem and pays for nothing; only each song's original mix is fetched (free) when it
+is not on disk yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stemcat.settings import load_settings, quiet_prefect_environment
+from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+
+def analyze_command(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")] = None,
+    silent_threshold: Annotated[float, typer.Option(
+        "--silent-threshold", max=0.0, help="A stem whose sample peak is below this (dBFS) is flagged silent.")]
+    = DEFAULT_SILENT_THRESHOLD_DBFS,
+    min_snr: Annotated[float, typer.Option(
+        "--min-snr", help="Flag separations whose stems add back up to the mix worse than this (dB).")]
+    = DEFAULT_MIN_SNR_DB,
+    reanalyze: Annotated[bool, typer.Option("--reanalyze", help="Measure every downloaded job again, "
+                                            "not only new ones (e.g. after changing a threshold).")] = False,
+    fetch_mixes: Annotated[bool, typer.Option("--fetch-mixes/--no-fetch-mixes", help="Download missing mixes "
+                                              "(free; needs SUNO_API_KEY). Without: stems only, no SNR.")] = True,
+    base_url: Annotated[str | None, typer.Option(help="API base URL [env SUNO_BASE_URL].")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Jobs per Prefect task run.")] = 50,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Measure downloaded stems (levels, loudness, silence) and how well they add back up to the mix."""
+    settings = load_settings()
+    if fetch_mixes and not (settings.api_key and settings.api_key.get_secret_value().strip()):
+        err_console.print("[red]SUNO_API_KEY is not set.[/red] It is needed to look up and fetch missing mixes "
+                          "(free calls); pass --no-fetch-mixes to measure the stems alone.")
+        raise typer.Exit(EXIT_BAD_CONFIG)
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    from stemcat.flows.analyze import analyze_catalog
+
+    directory = data_dir if data_dir is not None else settings.data_dir
+    if not (directory / "ledger.sqlite").exists():
+        err_console.print(f"[red]No ledger in {directory}.[/red] Run `stemcat run MANIFEST` first, or pass --data-dir.")
+        raise typer.Exit(EXIT_BAD_CONFIG)
+    summary = asyncio.run(analyze_catalog(
+        data_dir=str(directory), silent_threshold_dbfs=silent_threshold, min_snr_db=min_snr, reanalyze=reanalyze,
+        fetch_mixes=fetch_mixes, base_url=base_url or settings.base_url, batch_size=batch_size,
+        max_download_mb=settings.max_download_mb,
+    ))
+    console.print(summary_table(summary))
+    raise typer.Exit(EXIT_SOME_FAILED if summary["outcomes"].get("failed") else EXIT_OK)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """The analysis summary as a two-column table."""
+    outcomes: dict[str, int] = summary["outcomes"]
+    counts: dict[str, int] = summary["counts"]
+    table = Table(title=f"stemcat analyze {summary['data_dir']}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("jobs measured", str(summary["jobs"]) + ("" if summary["jobs"] else " (nothing new; --reanalyze "
+                                                              "measures everything again)"))
+    table.add_row("compared with their mix", str(outcomes.get("analysed", 0) + outcomes.get("low_snr", 0)))
+    table.add_row(f"low SNR (< {summary['min_snr_db']:g} dB)", str(outcomes.get("low_snr", 0)))
+    table.add_row("without a mix to compare", str(outcomes.get("no_mix", 0)))
+    table.add_row("failed (unreadable files)", str(outcomes.get("failed", 0)))
+    table.add_row("stems measured", str(counts.get("stems_analysed", 0)))
+    table.add_row(f"silent stems (peak < {summary['silent_threshold_dbfs']:g} dBFS)",
+                  str(counts.get("silent_stems", 0)))
+    table.add_row("time", f"{summary['elapsed_s']:.1f} s")
+    table.add_row("next", "stemcat report quality  ·  stemcat report --plot charts/")
+    return table
+
+
+quiet_prefect_environment()
