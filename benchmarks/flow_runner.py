@@ -45,14 +45,14 @@ class RssSampler:
 
 def run(params: dict[str, Any], *, profile: Path | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    from stemcat.flows.separate import separate_manifest
+    from stemcat.flows.separate import run_separation
 
     imported = time.perf_counter()
     profiler = cProfile.Profile() if profile else None
     with RssSampler() as sampler:
         if profiler is not None:
             profiler.enable()
-        summary = asyncio.run(separate_manifest(**params))
+        summary = asyncio.run(run_separation(**params))
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(str(profile))

@@ -20,9 +20,9 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger, ledger_path
-from stemcat.settings import load_settings
 from stemcat.client import SunoClient
 from stemcat.tasks.analyze import Analyzer, analyze_jobs
+from stemcat.tasks.context import RunOptions
 from stemcat.tasks.publish import publish_catalog
 from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS, QualityThresholds
 
@@ -64,19 +64,20 @@ async def _mix_client(fetch_mixes: bool, base_url: str) -> AsyncIterator[SunoCli
 
 @flow(name="stemcat-analyze", log_prints=False, retries=0)
 async def analyze_catalog(
-    data_dir: str | None = None,
+    data_dir: str,
     silent_threshold_dbfs: float = DEFAULT_SILENT_THRESHOLD_DBFS,
     min_snr_db: float = DEFAULT_MIN_SNR_DB,
     reanalyze: bool = False,
     fetch_mixes: bool = True,
     base_url: str | None = None,
     batch_size: int = 50,
-    max_download_mb: float = 200.0,
+    max_download_mb: float | None = None,
 ) -> dict[str, Any]:
     """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary."""
     started = time.monotonic()
-    settings = load_settings()
-    directory = Path(data_dir) if data_dir else settings.data_dir
+    # The API and the download cap are the separation run's: their defaults are RunOptions'.
+    defaults = RunOptions.build(data_dir=data_dir, base_url=base_url, max_download_mb=max_download_mb)
+    directory = defaults.data_dir
     thresholds = QualityThresholds(silent_threshold_dbfs=silent_threshold_dbfs, min_snr_db=min_snr_db)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -86,9 +87,9 @@ async def analyze_catalog(
     try:
         job_ids = await asyncio.to_thread(ledger.jobs_to_analyze, include_analyzed=reanalyze)
         outcomes: Counter[str] = Counter()
-        async with _mix_client(fetch_mixes, base_url or settings.base_url) as client:
+        async with _mix_client(fetch_mixes, defaults.base_url) as client:
             analyzer = Analyzer(ledger=ledger, data_dir=directory, client=client, thresholds=thresholds,
-                                max_download_bytes=int(max_download_mb * 1024 * 1024))
+                                max_download_bytes=defaults.max_download_bytes)
             for start in range(0, len(job_ids), batch_size):
                 batch = await analyze_jobs(analyzer, job_ids[start:start + batch_size])
                 outcomes.update(batch.values())

@@ -18,7 +18,6 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from stemcat.catalog import catalog_dir
-from stemcat.settings import load_settings
 from stemcat.tasks.export.audio import AudioTarget
 from stemcat.tasks.export.datasheet import command_for
 from stemcat.tasks.export.options import ExportOptions, ExportSettingsError, build_options, settings_differences
@@ -26,6 +25,7 @@ from stemcat.tasks.export.plan import OutputSpec, TrackPlan
 from stemcat.tasks.export.records import Candidate
 from stemcat.tasks.export.splits import SplitRequest, assign_splits
 from stemcat.tasks.export.state import (
+    ExportBusyError,
     ExportRun,
     ExportState,
     export_lock,
@@ -39,9 +39,17 @@ from stemcat.tasks.export.summary import ExportSummary
 
 log = logging.getLogger(__name__)
 
+# What `export_dataset` refuses with before writing anything: bad options, another export in OUT.
+ExportRefused = (ExportSettingsError, ExportBusyError)
+
 # Audio decoding and encoding release the GIL; the machine this was sized on has 2 cores.
 EXPORT_WORKERS = 2
 MIB = 1024 * 1024
+
+
+def export_command_line(out: str, data_dir: str, **option_parameters: Any) -> str:
+    """The command that reproduces an export (for the datasheet); raises ExportSettingsError on bad options."""
+    return command_for(Path(out), Path(data_dir), build_options(**option_parameters))
 
 
 def open_state(out_dir: Path, options: ExportOptions) -> ExportState:
@@ -148,7 +156,7 @@ def run_export(out_dir: Path, data_dir: Path, options: ExportOptions, batch_size
       task_runner=ThreadPoolTaskRunner(max_workers=EXPORT_WORKERS))  # type: ignore[arg-type]
 def export_dataset(
     out: str,
-    data_dir: str | None = None,
+    data_dir: str,
     types: list[str] | None = None,
     stems: list[str] | None = None,
     min_duration_s: float = 0.0,
@@ -172,6 +180,6 @@ def export_dataset(
         channels=channels, rollup4=rollup4, shards=shards, shard_size_mb=shard_size_mb,
     )
     out_dir = Path(out)
-    source = Path(data_dir) if data_dir else load_settings().data_dir
+    source = Path(data_dir)
     summary = run_export(out_dir, source, options, max(1, batch_size), command or command_for(out_dir, source, options))
     return summary.model_dump(mode="json") | {"exit_code": summary.exit_code}

@@ -13,26 +13,31 @@ every list looking for futures, which dominated a million-row dry run.
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from prefect import flow, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.context import FlowRunContext
+from prefect.logging.handlers import APILogHandler
+from prefect.states import Failed, State
 from prefect.utilities.annotations import quote
+from pydantic import ValidationError
 
 from stemcat.catalog import Ledger, LedgerWriter, RejectRow
-from stemcat.catalog.charts import write_catalog_charts
-from stemcat.flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
-from stemcat.settings import load_settings
-from stemcat.client import SunoClient, SunoError
+from stemcat.exit_codes import ExitCode
+from stemcat.flows.summary import RunSummary
+from stemcat.client import SunoClient, SunoError, TransportFailure
 from stemcat.tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
 from stemcat.tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
 from stemcat.tasks.analyze import analyze_batch
@@ -40,7 +45,7 @@ from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
 from stemcat.tasks.plan import Plan, classify, plan_batch
 from stemcat.tasks.planning import Action
-from stemcat.tasks.progress import reporter
+from stemcat.tasks.progress import ProgressReporter, reporter, set_reporter
 from stemcat.tasks.publish import publish_catalog
 from stemcat.tasks.reconcile import reconcile_intents
 from stemcat.tasks.pipeline import separate_batch
@@ -50,6 +55,53 @@ from stemcat.tasks.window import BatchEntry
 MANIFEST_CHUNK_ROWS = 10_000
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def orchestrated() -> bool:
+    """True inside a Prefect flow run; False when the flow's body runs bare (`separate_manifest.fn`)."""
+    return FlowRunContext.get() is not None
+
+
+async def call_task(step: Any, *args: Any) -> Any:
+    """Run a task: as a Prefect task run inside a flow run, as a plain coroutine otherwise (no server)."""
+    if orchestrated():
+        return await step(*args)
+    return await step.fn(*(a.unquote() if isinstance(a, quote) else a for a in args))
+
+
+class _OneLineExpectedOutcomes(logging.Filter):
+    """Expected outcomes (a refused key, a stopped run) are logged as one line, without a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, RunAborted | SunoError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_ONE_LINE = _OneLineExpectedOutcomes()
+
+
+@contextmanager
+def run_logging() -> Iterator[None]:
+    """stemcat's own log lines (plan, milestones, warnings naming their job, summary) go to the run's logs."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        if _ONE_LINE not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_ONE_LINE)
+    ours = logging.getLogger("stemcat")
+    added = None
+    if orchestrated() and not any(isinstance(h, APILogHandler) for h in ours.handlers):
+        added = APILogHandler()
+        ours.addHandler(added)
+    if ours.level == logging.NOTSET or ours.level > logging.INFO:
+        ours.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        if added is not None:
+            ours.removeHandler(added)
 
 
 def new_run_id() -> str:
@@ -61,9 +113,16 @@ async def read_balance(client: SunoClient) -> int | None:
     """The account's credit balance (free call); None when it cannot be read."""
     try:
         return await client.credits()
+    except TransportFailure as error:
+        if not error.request_sent:  # nothing answers there: stop before anything is claimed
+            raise RunAborted(f"cannot reach the API: {error}; check --base-url / SUNO_BASE_URL",
+                             ExitCode.BAD_CONFIG) from None
+        log.warning("the credit balance could not be read: %s", error)
+        return None
     except SunoError as error:
         if error.policy.value == "run":
-            raise RunAborted(str(error), 4) from error
+            raise RunAborted(str(error), ExitCode.UNAUTHORIZED) from None
+        log.warning("the credit balance could not be read: %s", error)
         return None
 
 
@@ -81,7 +140,8 @@ async def plan_manifest(ctx: RunContext, manifest: Path, summary: RunSummary) ->
     plan = Plan()
     rejects_path = ctx.options.data_dir / "rejects" / f"{ctx.run_id}.csv"
     for chunk in iter_manifest(manifest, default_type=ctx.options.default_type, chunk_rows=MANIFEST_CHUNK_ROWS):
-        keys, expansion_rejects = await stage_tracks(ctx.ledger, ctx.client, quote(chunk.rows), str(manifest), ctx.run_id)
+        keys, expansion_rejects = await call_task(stage_tracks, ctx.ledger, ctx.client, quote(chunk.rows),
+                                                  str(manifest), ctx.run_id)
         plan.rows += len(chunk.rows) - len(expansion_rejects)
         rows = [{"line": r.line, "reason": r.reason, "raw": json.dumps(r.raw)} for r in chunk.rejects]
         rows += [{"line": r.line, "reason": r.reason, "raw": r.raw} for r in expansion_rejects]
@@ -91,7 +151,8 @@ async def plan_manifest(ctx: RunContext, manifest: Path, summary: RunSummary) ->
             plan.rejected += len(rows)
             await asyncio.to_thread(ctx.ledger.add_rejects, _reject_rows(ctx, str(manifest), rows))
         for start in range(0, len(keys), MANIFEST_CHUNK_ROWS):
-            plan.add(await plan_batch(ctx.ledger, quote(keys[start:start + MANIFEST_CHUNK_ROWS]), ctx.options.policy))
+            plan.add(await call_task(plan_batch, ctx.ledger, quote(keys[start:start + MANIFEST_CHUNK_ROWS]),
+                                     ctx.options.policy))
     return plan
 
 
@@ -123,15 +184,18 @@ async def iter_work(ctx: RunContext, manifest: Path) -> AsyncIterator[list[WorkI
 async def process_batch(ctx: RunContext, active: list[WorkItem], entry: BatchEntry) -> None:
     """Submit what is new, poll what is pending, download what is separated: each job at its own pace."""
     try:
-        results = await separate_batch(ctx, quote(active), entry)
+        results = await call_task(separate_batch, ctx, quote(active), entry)
     finally:
         entry.close()  # even when the task never started: the next batch must not wait for it
+    done = sum(1 for status in results.values() if status == "downloaded")
+    log.info("batch of %d jobs done: %d downloaded; run so far: %d submitted, %d downloaded", len(active), done,
+             ctx.counts.get("submitted", 0), ctx.counts.get("downloaded", 0))
     if not ctx.options.analyze:  # left to `stemcat analyze`
         return
     downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
     fresh = await _not_analysed(ctx, downloaded)
     if fresh:  # quality figures, on the worker that downloaded, while the files are warm
-        await analyze_batch(ctx, quote(fresh))
+        await call_task(analyze_batch, ctx, quote(fresh))
 
 
 async def _not_analysed(ctx: RunContext, job_ids: list[str]) -> list[str]:
@@ -179,7 +243,7 @@ def _budget_cap(plan: Plan, options: RunOptions, balance: int | None) -> int | N
             raise RunAborted(
                 f"the balance ({balance} credits) cannot pay for this run ({plan.credits_new} credits); "
                 "top up, lower the work, or pass --allow-partial to spend what there is in manifest order",
-                EXIT_NO_CREDITS,
+                ExitCode.NO_CREDITS,
             )
         cap = balance if cap is None else min(cap, balance)
     return cap
@@ -215,17 +279,32 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
         ledger.close()
 
 
+def _embedded(path: Path) -> str:
+    """A chart as a markdown image the Prefect UI shows inline (a data URI: the file stays on the worker)."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f"![{path.stem.replace('_', ' ')}](data:image/png;base64,{data})"
+
+
 async def _publish_artifacts(summary: RunSummary, data_dir: Path) -> None:
-    key = "stemcat-run-summary"
+    if not orchestrated():  # a bare dry run: no Prefect server to show them
+        return
+    from stemcat.catalog.charts import write_catalog_charts  # matplotlib: 0.6 s a dry run need not pay
+
     try:
         charts = await asyncio.to_thread(write_catalog_charts, data_dir)
+        images = [_embedded(path) for path in charts]
     except Exception as error:  # charts are a convenience; the run's outcome must still be published
-        charts = []
-        summary.error = summary.error or f"charts not written: {error}"
-    links = "\n".join(f"- chart: `{path}`" for path in charts)
-    markdown = summary.markdown() + ("\n\n## Charts\n" + links if links else "")
-    await create_markdown_artifact(key=key, markdown=markdown, description="stemcat run summary")
+        images = []
+        log.warning("charts not written: %s", error)
     table = summary.type_table()
+    credits = ["| type | planned submissions | planned credits |", "|---|---:|---:|"] + [
+        f"| {row['separation_type']} | {row['planned_submissions']} | {row['planned_credits']} |" for row in table]
+    markdown = summary.markdown()
+    if table:
+        markdown += "\n\n## Credits by type\n\n" + "\n".join(credits)
+    if images:
+        markdown += "\n\n## Charts\n\n" + "\n\n".join(images)
+    await create_markdown_artifact(key="stemcat-run-summary", markdown=markdown, description="stemcat run summary")
     if table:
         await create_table_artifact(key="stemcat-run-credits", table=table, description="credits by separation type")
 
@@ -233,9 +312,9 @@ async def _publish_artifacts(summary: RunSummary, data_dir: Path) -> None:
 @flow(name="stemcat-separate", log_prints=False, retries=0)
 async def separate_manifest(
     manifest: str,
-    data_dir: str | None = None,
+    data_dir: str,
     base_url: str | None = None,
-    separation_type: str = "separate_vocal",
+    separation_type: str | None = None,
     max_credits: int | None = None,
     allow_partial: bool = False,
     dry_run: bool = False,
@@ -243,37 +322,86 @@ async def separate_manifest(
     resubmit_failed: bool = False,
     resubmit_expired: bool = False,
     force: bool = False,
-    rate_limit: int = 20,
-    rate_window_s: float = 10.0,
-    concurrency: int = 4,
-    download_concurrency: int = 8,
-    batch_size: int = 50,
-    poll_initial_s: float = 10.0,
-    poll_max_s: float = 60.0,
-    job_timeout_s: float = 1800.0,
-    max_download_mb: float = 200.0,
+    rate_limit: int | None = None,
+    rate_window_s: float | None = None,
+    concurrency: int | None = None,
+    download_concurrency: int | None = None,
+    batch_size: int | None = None,
+    poll_initial_s: float | None = None,
+    poll_max_s: float | None = None,
+    job_timeout_s: float | None = None,
+    max_download_mb: float | None = None,
     callback_url: str | None = None,
     rate_store: str | None = None,
     poll_share: float | None = None,
     analyze: bool = True,
-) -> dict:
-    """Separate every track of a manifest into stems and catalog them. Returns the run summary."""
+) -> dict[str, Any] | State:
+    """Separate every track of a manifest into stems and catalog them.
+
+    A tunable left None takes its default from `RunOptions` (the one place defaults are written).
+    Returns the run summary; a run that does not end with exit status 0 ends in a Failed state
+    whose message is the reason and whose data is the same summary.
+    """
     started = time.monotonic()
-    settings = load_settings()
-    options = RunOptions(
-        data_dir=Path(data_dir) if data_dir else settings.data_dir,
-        base_url=base_url or settings.base_url,
-        default_type=separation_type, max_credits=max_credits, allow_partial=allow_partial, dry_run=dry_run,
-        resubmit_unknown=resubmit_unknown, resubmit_failed=resubmit_failed, resubmit_expired=resubmit_expired,
-        force=force, rate_limit=rate_limit, rate_window_s=rate_window_s, concurrency=concurrency,
-        download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial_s,
-        poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_bytes=int(max_download_mb * 1024 * 1024),
-        callback_url=callback_url or settings.callback_url,
-        rate_store=rate_store or settings.rate_store, analyze=analyze,
-        poll_share=settings.poll_share if poll_share is None else poll_share,
-    )
     run_id = new_run_id()
-    manifest_path = Path(manifest)
+    with run_logging():
+        try:
+            options = RunOptions.build(
+                data_dir=data_dir, base_url=base_url, default_type=separation_type, max_credits=max_credits,
+                allow_partial=allow_partial, dry_run=dry_run, resubmit_unknown=resubmit_unknown,
+                resubmit_failed=resubmit_failed, resubmit_expired=resubmit_expired, force=force,
+                rate_limit=rate_limit, rate_window_s=rate_window_s, concurrency=concurrency,
+                download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial_s,
+                poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_mb=max_download_mb,
+                callback_url=callback_url, rate_store=rate_store, poll_share=poll_share, analyze=analyze,
+            )
+        except ValidationError as error:
+            first = error.errors()[0]
+            reason = f"bad parameter {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            summary = RunSummary(run_id=run_id, manifest=manifest, data_dir=str(data_dir), dry_run=dry_run,
+                                 error=reason, exit_code=ExitCode.BAD_CONFIG)
+            log.error("%s", reason)
+            return Failed(message=reason, data=summary.model_dump(mode="json"))
+        summary = await _separate(options, Path(manifest), run_id, started)
+        log.info("%s", summary.markdown().replace("\n", " "))
+        result = summary.model_dump(mode="json")
+        if summary.exit_code != ExitCode.OK:
+            return Failed(message=summary.failure_reason(), data=result)
+        return result
+
+
+async def run_separation(*, progress: ProgressReporter | None = None, orchestrate: bool = True,
+                         **parameters: Any) -> dict[str, Any]:
+    """Run `separate_manifest` and return its summary, whether the run Completed or Failed.
+
+    `progress` receives the run's progress events. With `orchestrate=False` the flow's body runs
+    bare, without a Prefect server or flow run (what a `--dry-run` needs: it pays for nothing).
+    """
+    set_reporter(progress)
+    try:
+        if orchestrate:
+            return await summary_of(await separate_manifest(**parameters, return_state=True))
+        return await summary_of(await separate_manifest.fn(**parameters))
+    finally:
+        set_reporter(None)
+
+
+async def summary_of(outcome: dict[str, Any] | State) -> dict[str, Any]:
+    """The run summary in a flow's outcome (its return value, or a final state carrying it)."""
+    if not isinstance(outcome, State):
+        return outcome
+    if isinstance(outcome.data, dict):  # a state the flow's body returned, not yet persisted
+        return outcome.data
+    result = await outcome.aresult(raise_on_failure=False)
+    if isinstance(result, dict):
+        return result
+    if isinstance(result, BaseException):
+        raise result
+    raise RuntimeError(f"the flow run ended {outcome.type.value} without a summary: {outcome.message}")
+
+
+async def _separate(options: RunOptions, manifest_path: Path, run_id: str, started: float) -> RunSummary:
+    dry_run = options.dry_run
     summary = RunSummary(run_id=run_id, manifest=str(manifest_path), data_dir=str(options.data_dir),
                          dry_run=dry_run, catalog_path=str(options.data_dir / "catalog.duckdb"))
     flow_run_id = str(runtime.flow_run.id or "")
@@ -281,7 +409,7 @@ async def separate_manifest(
     async with run_resources(options, run_id) as ctx:
         refused: RunAborted | None = None
         try:
-            summary.balance_before = await read_balance(ctx.client)
+            summary.balance_before = await call_task(read_balance, ctx.client)
         except RunAborted as error:  # recorded as this run's outcome below
             refused = error
         ctx.ledger.start_run(run_id, flow_run_id=flow_run_id, manifest=str(manifest_path), params=params,
@@ -289,8 +417,13 @@ async def separate_manifest(
         try:
             if refused is not None:
                 raise refused
-            summary.reconciled = await reconcile_intents(ctx)
+            summary.reconciled = await call_task(reconcile_intents, ctx)
             summary.plan = await plan_manifest(ctx, manifest_path, summary)
+            summary.min_seconds = summary.plan.min_seconds(limit=options.rate_limit, window_s=options.rate_window_s)
+            log.info("plan: %d valid rows, %d rejected; %d new submissions (%s credits by type); %d to re-poll, "
+                     "%d to download; balance %s", summary.plan.rows, summary.plan.rejected,
+                     summary.plan.submissions, summary.plan.credits_by_type, summary.plan.actions.get(Action.POLL, 0),
+                     summary.plan.actions.get(Action.DOWNLOAD, 0), summary.balance_before)
             reporter().total("rows", summary.plan.keys)
             ctx.budget.cap = _budget_cap(summary.plan, options, summary.balance_before)
             if not dry_run:
@@ -300,21 +433,26 @@ async def separate_manifest(
                     v for k, v in summary.plan.actions.items() if k.startswith("skip_")))
                 await execute(ctx, manifest_path)
         except RunAborted as error:
-            summary.error, summary.exit_code = str(error), error.exit_code
+            summary.error, summary.exit_code = str(error), ExitCode(error.exit_code)
+            log.error("run stopped: %s", error)
         except ManifestError as error:
-            summary.error, summary.exit_code = str(error), EXIT_BAD_CONFIG
+            summary.error, summary.exit_code = str(error), ExitCode.BAD_CONFIG
+            log.error("manifest refused: %s", error)
         finally:
             summary.counts = dict(ctx.counts)
             summary.stop_reason = ctx.stop_reason
             summary.credits_committed = ctx.ledger.spend_total(run_id)
             if not dry_run and refused is None:
-                summary.balance_after = await read_balance(ctx.client)
+                try:
+                    summary.balance_after = await call_task(read_balance, ctx.client)
+                except RunAborted as error:  # the outcome is already decided; the balance is a nicety
+                    log.warning("the closing balance could not be read: %s", error)
             summary.exit_code = summary.decide_exit_code()
             summary.elapsed_s = round(time.monotonic() - started, 3)
             status = "dry_run" if dry_run else ("completed" if summary.exit_code == 0 else "partial")
-            ctx.ledger.finish_run(run_id, status=status, exit_code=summary.exit_code,
+            ctx.ledger.finish_run(run_id, status=status, exit_code=int(summary.exit_code),
                                   balance_after=summary.balance_after, summary=summary.model_dump(mode="json"),
                                   counts=summary.counts)
-            await publish_catalog(ctx.ledger, options.data_dir)
+            await call_task(publish_catalog, ctx.ledger, options.data_dir)
             await _publish_artifacts(summary, options.data_dir)
-    return summary.model_dump(mode="json")
+    return summary

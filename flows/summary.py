@@ -4,21 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from stemcat.exit_codes import ExitCode
 from stemcat.tasks.plan import Plan
-
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_BAD_CONFIG = 2
-EXIT_NO_CREDITS = 3
-EXIT_UNAUTHORIZED = 4
-
-EXIT_MEANINGS = {
-    EXIT_OK: "every valid row ended separated and downloaded",
-    EXIT_INCOMPLETE: "some jobs did not finish (failed, unknown, timed out, expired, or download failed)",
-    EXIT_BAD_CONFIG: "bad configuration or unreadable manifest",
-    EXIT_NO_CREDITS: "out of credits, or the --max-credits budget was reached with work left",
-    EXIT_UNAUTHORIZED: "the API key was refused (401)",
-}
 
 # Outcomes that leave a valid manifest row without its stems.
 UNFINISHED = ("failed", "unknown", "timed_out", "poll_error", "expired", "download_failed", "not_submitted",
@@ -41,17 +28,28 @@ class RunSummary(BaseModel):
     rejects_file: str | None = None
     catalog_path: str = ""
     elapsed_s: float = 0.0
-    exit_code: int = EXIT_OK
+    exit_code: ExitCode = ExitCode.OK
+    min_seconds: float = Field(default=0.0, description="The least time the rate limit implies for the plan.")
 
-    def decide_exit_code(self) -> int:
-        if self.exit_code not in (EXIT_OK, EXIT_INCOMPLETE):
+    def decide_exit_code(self) -> ExitCode:
+        if self.exit_code not in (ExitCode.OK, ExitCode.INCOMPLETE):
             return self.exit_code
         if self.dry_run:
-            return EXIT_OK
+            return ExitCode.OK
         if self.stop_reason is not None and self.counts.get("deferred", 0):
-            return EXIT_NO_CREDITS
+            return ExitCode.NO_CREDITS
         unfinished = sum(self.counts.get(k, 0) for k in UNFINISHED)
-        return EXIT_INCOMPLETE if unfinished else EXIT_OK
+        return ExitCode.INCOMPLETE if unfinished else ExitCode.OK
+
+    def failure_reason(self) -> str:
+        """One line saying why the run did not end well (the Failed state's message)."""
+        if self.error:
+            return self.error
+        if self.exit_code == ExitCode.NO_CREDITS:
+            return f"stopped paying with work left: {self.stop_reason or 'budget reached'}"
+        unfinished = {k: self.counts[k] for k in UNFINISHED if self.counts.get(k)}
+        listed = ", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in unfinished.items())
+        return f"{sum(unfinished.values())} jobs did not finish ({listed})" if unfinished else self.exit_code.meaning
 
     def markdown(self) -> str:
         c = self.counts
@@ -67,7 +65,7 @@ class RunSummary(BaseModel):
             f"{c.get('bytes_downloaded', 0) / 1e6:.1f} MB)",
             f"- balance: {self.balance_before} → {self.balance_after}",
             f"- catalog: `{self.catalog_path}`",
-            f"- exit status: {self.exit_code} ({EXIT_MEANINGS.get(self.exit_code, '')})",
+            f"- exit status: {int(self.exit_code)} ({self.exit_code.meaning})",
         ]
         if self.stop_reason:
             lines.append(f"- stopped submitting: {self.stop_reason}")

@@ -12,22 +12,32 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.client import SunoClient
 from stemcat.client.shared_pacing import DEFAULT_POLL_SHARE
+from stemcat.exit_codes import ExitCode
 from stemcat.tasks.callbacks import CallbackHub
 from stemcat.tasks.planning import ResubmitPolicy
 from stemcat.tasks.window import JobWindow
 
 
+REAL_API_BASE_URL = "https://api.sunoapi.org"
+MIB = 1024 * 1024
+
+
 class RunOptions(BaseModel):
-    """Every tunable of a separation run, resolved (the flow's parameters, minus secrets)."""
+    """Every tunable of a separation run, resolved (the flow's parameters, minus secrets).
+
+    The one place their defaults are written: the flow's parameters, the CLI's options and the
+    environment leave a tunable unset (None) to mean "the default here".
+    """
 
     data_dir: Path
-    base_url: str
+    base_url: str = REAL_API_BASE_URL
     default_type: str = "separate_vocal"
     max_credits: int | None = Field(default=None, ge=0)
     allow_partial: bool = False
@@ -45,12 +55,20 @@ class RunOptions(BaseModel):
     poll_factor: float = Field(default=1.5, ge=1.0)
     poll_max_s: float = Field(default=60.0, gt=0)
     job_timeout_s: float = Field(default=1800.0, gt=0)
-    max_download_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_download_bytes: int = Field(default=200 * MIB, gt=0)
     callback_url: str | None = None
     rate_store: str | None = Field(default=None, description="Shared rate budget across runs (see tasks.limits).")
     poll_share: float = Field(default=DEFAULT_POLL_SHARE, gt=0.0, le=1.0,
                               description="Most of the key's budget polls get while submits wait.")
     analyze: bool = Field(default=True, description="Measure stem quality right after each batch downloads.")
+
+    @classmethod
+    def build(cls, **parameters: Any) -> RunOptions:
+        """Options from a flow's parameters: None means the default; `max_download_mb` is given in MiB."""
+        given = {name: value for name, value in parameters.items() if value is not None}
+        if "max_download_mb" in given:
+            given["max_download_bytes"] = int(given.pop("max_download_mb") * MIB)
+        return cls(**given)
 
     @property
     def policy(self) -> ResubmitPolicy:
@@ -62,7 +80,7 @@ class RunOptions(BaseModel):
 class RunAborted(Exception):
     """The whole run must stop (401, or bad configuration); carries the CLI exit status."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from stemcat.tasks.paths import KNOWN_TYPES, UnsafePathPart, check_id
 
 KNOWN_COLUMNS = ("task_id", "audio_id", "type", "title", "tags", "split")
+TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".ndjson"})
+PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+_SNIFF_BYTES = 64 * 1024
+_CONTROL = frozenset(range(32)) - {9, 10, 12, 13}
 SPLIT_NAMES = frozenset({"train", "valid", "test"})
 
 
@@ -175,19 +177,71 @@ def validate_record(raw: dict[str, Any], line: int, default_type: str | None) ->
     )
 
 
+def check_manifest_file(path: Path) -> None:
+    """Refuse, in one line and without parsing it, a manifest that cannot be read at all.
+
+    Missing, a directory, an unknown suffix, unreadable, empty (0 bytes), or not what its
+    suffix says (binary data in a CSV/JSONL file, a Parquet file without its magic bytes).
+    A text file with some undecodable bytes passes: those rows are rejected one by one.
+    """
+    if not path.exists():
+        raise ManifestError(f"{path}: manifest not found")
+    if not path.is_file():
+        raise ManifestError(f"{path}: not a file")
+    suffix = path.suffix.lower()
+    if suffix not in TEXT_SUFFIXES | PARQUET_SUFFIXES:
+        raise ManifestError(f"{path}: unknown manifest format {suffix!r} (use .csv, .jsonl or .parquet)")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError as error:
+        raise ManifestError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not head:
+        raise ManifestError(f"{path}: the manifest is empty (0 bytes)")
+    if suffix in PARQUET_SUFFIXES:
+        if not head.startswith(b"PAR1"):
+            raise ManifestError(f"{path}: not a Parquet file")
+        return
+    controls = sum(1 for byte in head if byte in _CONTROL)
+    if b"\0" in head or controls > len(head) // 100:
+        raise ManifestError(f"{path}: not a text file (binary data); a {suffix} manifest must be UTF-8 text")
+
+
+def _not_utf8(text: str) -> str | None:
+    """Why text read with surrogateescape is not UTF-8 (its first undecodable byte), or None."""
+    bad = next((c for c in text if "\udc80" <= c <= "\udcff"), None)
+    return None if bad is None else f"not valid UTF-8 (byte 0x{ord(bad) - 0xDC00:02x})"
+
+
+def _undecodable(record: dict[str, Any]) -> str | None:
+    for column, value in record.items():
+        for text in (column, value):
+            if isinstance(text, str) and (reason := _not_utf8(text)):
+                return f"{reason} in column {_clean_name(column)!r}"
+    return None
+
+
+def _clean_name(column: Any) -> str:
+    return str(column).encode("utf-8", "replace").decode()[:40]
+
+
 def _records(path: Path, chunk_rows: int) -> Iterator[list[tuple[int, dict[str, Any] | str]]]:
     """Yield lists of (line, record) where record is a dict, or a string saying why it is unreadable."""
     suffix = path.suffix.lower()
     if suffix in {".csv", ".tsv"}:
+        import pandas as pd
+
         sep = "\t" if suffix == ".tsv" else ","
         try:
-            reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=chunk_rows)
+            # Undecodable bytes become lone surrogates: their rows are rejected, the rest proceed.
+            reader = pd.read_csv(path, sep=sep, dtype=object, keep_default_na=False, chunksize=chunk_rows,
+                                 encoding="utf-8", encoding_errors="surrogateescape")
             line = 2  # line 1 is the header
             for frame in reader:
                 if "task_id" not in frame.columns:
                     raise ManifestError(f"{path}: no 'task_id' column (columns: {list(frame.columns)})")
                 records = frame.to_dict(orient="records")
-                yield [(line + i, rec) for i, rec in enumerate(records)]
+                yield [(line + i, _undecodable(rec) or rec) for i, rec in enumerate(records)]
                 line += len(records)
         except pd.errors.EmptyDataError:
             return
@@ -195,9 +249,13 @@ def _records(path: Path, chunk_rows: int) -> Iterator[list[tuple[int, dict[str, 
             raise ManifestError(f"{path}: not a readable CSV ({error})") from error
     elif suffix in {".jsonl", ".ndjson"}:
         batch: list[tuple[int, dict[str, Any] | str]] = []
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8", errors="surrogateescape") as handle:
             for line, text in enumerate(handle, start=1):
                 if not text.strip():
+                    continue
+                bad = _not_utf8(text)
+                if bad is not None:
+                    batch.append((line, bad))
                     continue
                 try:
                     record = json.loads(text)
@@ -210,7 +268,9 @@ def _records(path: Path, chunk_rows: int) -> Iterator[list[tuple[int, dict[str, 
                     batch = []
         if batch:
             yield batch
-    elif suffix in {".parquet", ".pq"}:
+    elif suffix in PARQUET_SUFFIXES:
+        import pyarrow.parquet as pq
+
         parquet = pq.ParquetFile(path)
         if "task_id" not in parquet.schema_arrow.names:
             raise ManifestError(f"{path}: no 'task_id' column (columns: {parquet.schema_arrow.names})")
@@ -225,8 +285,7 @@ def _records(path: Path, chunk_rows: int) -> Iterator[list[tuple[int, dict[str, 
 
 def iter_manifest(path: Path, *, default_type: str | None, chunk_rows: int = 10_000) -> Iterator[ManifestChunk]:
     """Validate the manifest chunk by chunk; duplicates are rejected naming the first line."""
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
+    check_manifest_file(path)
     duplicates = _DuplicateFilter()
     for records in _records(path, chunk_rows):
         chunk = ManifestChunk()

@@ -27,6 +27,7 @@ from stemcat.client import (
 from stemcat.catalog import Job, Ledger
 from stemcat.client.shared_pacing import polling
 from stemcat.tasks.callbacks import callback_url
+from stemcat.exit_codes import ExitCode
 from stemcat.tasks.context import RunAborted, RunContext, WorkItem
 from stemcat.tasks.planning import needs_force, next_poll_delay
 from stemcat.tasks.progress import reporter
@@ -34,7 +35,6 @@ from stemcat.tasks.progress import reporter
 log = logging.getLogger(__name__)
 
 URL_RETENTION = timedelta(days=14)
-EXIT_UNAUTHORIZED = 4
 
 
 class ClaimedElsewhere(Exception):
@@ -43,7 +43,7 @@ class ClaimedElsewhere(Exception):
 
 def _abort_if_run_fatal(error: SunoError) -> None:
     if error.policy is ErrorPolicy.RUN:
-        raise RunAborted(f"{error} — stopping the run", EXIT_UNAUTHORIZED) from error
+        raise RunAborted(f"{error} — stopping the run", ExitCode.UNAUTHORIZED) from error
 
 
 async def submit_one(ctx: RunContext, item: WorkItem) -> tuple[str, str | None] | None:

@@ -17,6 +17,7 @@ from prefect.cache_policies import NONE
 
 from stemcat.catalog import Ledger, RejectRow, TrackRow
 from stemcat.client import SunoClient, SunoError
+from stemcat.exit_codes import ExitCode
 from stemcat.tasks.context import RunAborted
 from stemcat.tasks.manifest import ManifestRow
 from stemcat.tasks.paths import UnsafePathPart, check_id
@@ -64,14 +65,14 @@ async def stage_rows(
     fetched: dict[str, list[dict[str, object]] | str] = {}
     if missing:
         if client is None:
-            raise RunAborted("manifest rows without audio_id need the API to list their variations", 2)
+            raise RunAborted("manifest rows without audio_id need the API to list their variations", ExitCode.BAD_CONFIG)
 
         async def fetch(task_id: str) -> None:
             try:
                 record = await client.generation_record(task_id)
             except SunoError as error:
                 if error.policy.value == "run":
-                    raise RunAborted(str(error), 4) from error
+                    raise RunAborted(str(error), ExitCode.UNAUTHORIZED) from error
                 fetched[task_id] = f"could not list the audio variations of task {task_id}: {error}"
                 return
             variations = []

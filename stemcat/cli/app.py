@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -12,13 +11,31 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from stemcat.settings import Settings, load_settings, quiet_prefect_environment
+from stemcat.cli.common import data_dir_or_default, fail, settings
+from stemcat.exit_codes import ExitCode
+from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
 
 quiet_prefect_environment()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"stemcat {version('stemcat')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Turn AI-generated songs into a clean, queryable stem dataset."""
 
 
 class Format(StrEnum):
@@ -28,10 +45,6 @@ class Format(StrEnum):
 
 
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")]
-
-
-def _data_dir(value: Path | None, settings: Settings) -> Path:
-    return value if value is not None else settings.data_dir
 
 
 def _print_plan(summary: dict[str, Any]) -> None:
@@ -59,8 +72,8 @@ def _print_plan(summary: dict[str, Any]) -> None:
 @app.command()
 def run(
     manifest: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet manifest of generated tracks.")],
-    separation_type: Annotated[str, typer.Option("--type", help="Default type for rows without one: "
-                                                  "separate_vocal (1 credit) or split_stem (5 credits).")] = "separate_vocal",
+    separation_type: Annotated[str | None, typer.Option("--type", help="Type for rows without one: separate_vocal "
+                                                         "(1 credit, the default) or split_stem (5 credits).")] = None,
     data_dir: DataDirOption = None,
     base_url: Annotated[str | None, typer.Option(help="API base URL [env SUNO_BASE_URL].")] = None,
     max_credits: Annotated[int | None, typer.Option(help="Hard cap on credits this run may commit.")] = None,
@@ -70,13 +83,14 @@ def run(
     resubmit_failed: Annotated[bool, typer.Option(help="Pay again for separations the API reported failed.")] = False,
     resubmit_expired: Annotated[bool, typer.Option(help="Pay again for stems whose URLs expired.")] = False,
     force: Annotated[bool, typer.Option(help="Pay again for everything in the manifest.")] = False,
-    rate_limit: Annotated[int | None, typer.Option(help="Requests per window (default 20).")] = None,
-    rate_window: Annotated[float | None, typer.Option(help="Window in seconds (default 10).")] = None,
+    rate_limit: Annotated[int | None, typer.Option(help="Requests per window [env STEMCAT_RATE_LIMIT].")] = None,
+    rate_window: Annotated[float | None, typer.Option(help="Window in seconds [env STEMCAT_RATE_WINDOW_S].")] = None,
     poll_share: Annotated[float | None, typer.Option(help="Most of the rate budget polls may take while "
-                                                      "submits wait, 0-1 (default 0.5) [env STEMCAT_POLL_SHARE].")] = None,
+                                                      "submits wait, 0-1 [env STEMCAT_POLL_SHARE].")] = None,
     analyze: Annotated[bool, typer.Option(help="Measure stem quality after each batch (--no-analyze: later, "
                                                 "with `stemcat analyze`).")] = True,
-    concurrency: Annotated[int, typer.Option(help="Jobs in flight: concurrency x batch-size, a job starting as any other ends.")] = 4,
+    concurrency: Annotated[int | None, typer.Option(help="Jobs in flight: concurrency x batch-size, a job starting "
+                                                     "as any other ends [env STEMCAT_CONCURRENCY].")] = None,
     download_concurrency: Annotated[int | None, typer.Option(help="Parallel stem downloads.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tracks per Prefect task run.")] = None,
     poll_initial: Annotated[float | None, typer.Option(help="Seconds before the first poll of a job.")] = None,
@@ -89,53 +103,52 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
 ) -> None:
     """Separate every track of MANIFEST into stems, download them, and update the catalog."""
-    settings = load_settings()
-    params = dict(
-        manifest=str(manifest), data_dir=str(_data_dir(data_dir, settings)), base_url=base_url or settings.base_url,
+    from stemcat.flows.preflight import PreflightError, check_run_inputs
+
+    env = settings()
+    params = env.fill(dict(
+        manifest=str(manifest), data_dir=None if data_dir is None else str(data_dir), base_url=base_url,
         separation_type=separation_type, max_credits=max_credits, allow_partial=allow_partial, dry_run=dry_run,
         resubmit_unknown=resubmit_unknown, resubmit_failed=resubmit_failed, resubmit_expired=resubmit_expired,
-        force=force, rate_limit=rate_limit or settings.rate_limit, rate_window_s=rate_window or settings.rate_window_s,
-        concurrency=concurrency, download_concurrency=download_concurrency or settings.download_concurrency,
-        batch_size=batch_size or settings.batch_size, poll_initial_s=poll_initial or settings.poll_initial_s,
-        poll_max_s=poll_max or settings.poll_max_s, job_timeout_s=job_timeout or settings.job_timeout_s,
-        max_download_mb=max_download_mb or settings.max_download_mb,
-        callback_url=callback_url or settings.callback_url,
-        rate_store=rate_store or settings.rate_store,
-        poll_share=settings.poll_share if poll_share is None else poll_share, analyze=analyze,
-    )
-    if not (settings.api_key and settings.api_key.get_secret_value().strip()):
-        err_console.print("[red]SUNO_API_KEY is not set.[/red] Export your key (it is only ever sent in the "
-                          "Authorization header), or try `make demo`, which runs against the local simulator.")
-        raise typer.Exit(2)
+        force=force, rate_limit=rate_limit, rate_window_s=rate_window, concurrency=concurrency,
+        download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial,
+        poll_max_s=poll_max, job_timeout_s=job_timeout, max_download_mb=max_download_mb, callback_url=callback_url,
+        rate_store=rate_store, poll_share=poll_share, analyze=analyze,
+    ))
+    if not env.has_api_key():
+        fail("SUNO_API_KEY is not set: export your key (it is only ever sent in the Authorization header), "
+             "or try `make demo`, which runs against the local simulator")
+    try:  # before Prefect starts: a typo costs one line, and nothing is created or charged
+        check_run_inputs(manifest, Path(params["data_dir"]), separation_type)
+    except PreflightError as error:
+        fail(str(error), error.exit_code)
     raise typer.Exit(run_flow(params, verbose=verbose))
 
 
 def run_flow(params: dict[str, Any], *, verbose: bool = False) -> int:
-    """Run the main flow in this process with a progress display; returns the exit status."""
-    if verbose:
-        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
-    from stemcat.flows.separate import separate_manifest
-    from stemcat.flows.summary import EXIT_INCOMPLETE
-    from stemcat.cli.display import RichProgress, summary_table
-    from stemcat.tasks.plan import Plan
-    from stemcat.tasks.progress import set_reporter
+    """Run the main flow in this process with a progress display; returns the exit status.
 
+    A dry run with no Prefect server configured (`PREFECT_API_URL`) plans without starting one.
+    """
+    if verbose:
+        verbose_prefect_environment()
+    from stemcat.cli.display import RichProgress, summary_table
+    from stemcat.flows.separate import run_separation
+
+    orchestrate = not (params.get("dry_run") and not os.environ.get("PREFECT_API_URL"))
     with RichProgress(console) as progress:
-        set_reporter(progress)
         try:
-            summary = asyncio.run(separate_manifest(**params))
-        except Exception as error:  # the flow itself failed: say so plainly, keep the trace for --verbose
+            summary = asyncio.run(run_separation(progress=progress, orchestrate=orchestrate, **params))
+        except Exception as error:  # the flow itself broke: say so plainly, keep the trace for --verbose
             if verbose:
                 console.print_exception()
-            err_console.print(f"[red]stemcat run failed:[/red] {error}")
-            return EXIT_INCOMPLETE
-        finally:
-            set_reporter(None)
-    if summary["dry_run"]:
-        plan = Plan.model_validate(summary["plan"])
-        summary["min_seconds"] = plan.min_seconds(limit=params["rate_limit"], window_s=params["rate_window_s"])
+            err_console.print(f"[red]stemcat run failed:[/red] {error}", soft_wrap=True)
+            return int(ExitCode.INCOMPLETE)
+    if summary["dry_run"] and summary.get("plan"):
         _print_plan(summary)
     console.print(summary_table(summary))
+    if summary.get("error"):
+        err_console.print(f"[red]stemcat run:[/red] {summary['error']}", soft_wrap=True)
     return int(summary["exit_code"])
 
 
@@ -152,7 +165,7 @@ def sql(
     from stemcat.catalog.reports import run_sql
     from stemcat.cli.display import print_frame
 
-    con = open_catalog(_data_dir(data_dir, load_settings()))
+    con = open_catalog(data_dir_or_default(data_dir))
     try:
         frame = run_sql(con, query)
     except duckdb.Error as error:
@@ -170,9 +183,9 @@ def sim(
     seed: Annotated[int, typer.Option(help="Seed for songs and outcomes.")] = 7,
 ) -> None:
     """Run the local Suno API simulator (the embedded default) until Ctrl-C."""
-    from stemcat.sim import SimConfig, serve
+    from stemcat.flows.services import serve_simulator
 
-    serve(SimConfig(seed=seed), host=host, port=port, tracks=tracks, manifest_path=manifest if tracks else None)
+    serve_simulator(host=host, port=port, seed=seed, tracks=tracks, manifest=manifest if tracks else None)
 
 
 @app.command()
@@ -196,9 +209,9 @@ def pacer_serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8790,
 ) -> None:
     """Hold every key's rate budget for runs anywhere (point them at it with --rate-store http://HOST:PORT)."""
-    from stemcat.client.pacer_service import serve
+    from stemcat.flows.services import serve_pacer
 
-    serve(host=host, port=port)
+    serve_pacer(host=host, port=port)
 
 
 def _register_commands() -> None:
@@ -212,11 +225,6 @@ def _register_commands() -> None:
 
 
 _register_commands()
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    logging.basicConfig(level=logging.WARNING)
-    app()
 
 
 callbacks_app = typer.Typer(no_args_is_help=True, help="The callback receiver, as a long-lived service.")
@@ -235,18 +243,7 @@ def callbacks_serve(
     crash between a paid submit and storing its taskId is settled by the callback instead of
     ending as `unknown`.
     """
-    import time
+    from stemcat.flows.services import serve_callbacks
 
-    from stemcat.catalog import Ledger
-    from stemcat.tasks.callbacks import CallbackReceiver, load_secret
-
-    directory = _data_dir(data_dir, load_settings())
-    ledger = Ledger(directory / "ledger.sqlite")
-    with CallbackReceiver(ledger, load_secret(directory), host=host, port=port) as receiver:
-        console.print(f"receiving callbacks on {receiver.base_url}/callback/<token>  (Ctrl-C stops)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    ledger.close()
+    serve_callbacks(data_dir_or_default(data_dir), host=host, port=port, ready=lambda url: console.print(
+        f"receiving callbacks on {url}/callback/<token>  (Ctrl-C stops)"))

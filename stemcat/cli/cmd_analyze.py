@@ -7,7 +7,6 @@ is not on disk yet.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,25 +14,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stemcat.settings import load_settings, quiet_prefect_environment
-from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS
+from stemcat.cli.common import fail, settings
+from stemcat.exit_codes import ExitCode
+from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
 
 console = Console()
 err_console = Console(stderr=True)
 
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_BAD_CONFIG = 2
-
-
 def analyze_command(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")] = None,
-    silent_threshold: Annotated[float, typer.Option(
-        "--silent-threshold", max=0.0, help="A stem whose sample peak is below this (dBFS) is flagged silent.")]
-    = DEFAULT_SILENT_THRESHOLD_DBFS,
-    min_snr: Annotated[float, typer.Option(
-        "--min-snr", help="Flag separations whose stems add back up to the mix worse than this (dB).")]
-    = DEFAULT_MIN_SNR_DB,
+    silent_threshold: Annotated[float | None, typer.Option(
+        "--silent-threshold", max=0.0, help="A stem whose sample peak is below this (dBFS) is flagged silent "
+                                            "(default -60).")] = None,
+    min_snr: Annotated[float | None, typer.Option(
+        "--min-snr", help="Flag separations whose stems add back up to the mix worse than this (dB; "
+                          "default 10).")] = None,
     reanalyze: Annotated[bool, typer.Option("--reanalyze", help="Measure every downloaded job again, "
                                             "not only new ones (e.g. after changing a threshold).")] = False,
     fetch_mixes: Annotated[bool, typer.Option("--fetch-mixes/--no-fetch-mixes", help="Download missing mixes "
@@ -43,26 +38,25 @@ def analyze_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
 ) -> None:
     """Measure downloaded stems (levels, loudness, silence) and how well they add back up to the mix."""
-    settings = load_settings()
-    if fetch_mixes and not (settings.api_key and settings.api_key.get_secret_value().strip()):
-        err_console.print("[red]SUNO_API_KEY is not set.[/red] It is needed to look up and fetch missing mixes "
-                          "(free calls); pass --no-fetch-mixes to measure the stems alone.")
-        raise typer.Exit(EXIT_BAD_CONFIG)
+    env = settings()
+    if fetch_mixes and not env.has_api_key():
+        fail("SUNO_API_KEY is not set: it is needed to look up and fetch missing mixes (free calls); "
+             "pass --no-fetch-mixes to measure the stems alone")
+    directory = data_dir if data_dir is not None else env.data_dir
+    if not (directory / "ledger.sqlite").exists():
+        fail(f"no ledger in {directory}: run `stemcat run MANIFEST` first, or pass --data-dir")
     if verbose:
-        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        verbose_prefect_environment()
     from stemcat.flows.analyze import analyze_catalog
 
-    directory = data_dir if data_dir is not None else settings.data_dir
-    if not (directory / "ledger.sqlite").exists():
-        err_console.print(f"[red]No ledger in {directory}.[/red] Run `stemcat run MANIFEST` first, or pass --data-dir.")
-        raise typer.Exit(EXIT_BAD_CONFIG)
+    thresholds = {name: value for name, value in (("silent_threshold_dbfs", silent_threshold),
+                                                  ("min_snr_db", min_snr)) if value is not None}
     summary = asyncio.run(analyze_catalog(
-        data_dir=str(directory), silent_threshold_dbfs=silent_threshold, min_snr_db=min_snr, reanalyze=reanalyze,
-        fetch_mixes=fetch_mixes, base_url=base_url or settings.base_url, batch_size=batch_size,
-        max_download_mb=settings.max_download_mb,
+        data_dir=str(directory), reanalyze=reanalyze, fetch_mixes=fetch_mixes, base_url=base_url or env.base_url,
+        batch_size=batch_size, max_download_mb=env.max_download_mb, **thresholds,
     ))
     console.print(summary_table(summary))
-    raise typer.Exit(EXIT_SOME_FAILED if summary["outcomes"].get("failed") else EXIT_OK)
+    raise typer.Exit(ExitCode.INCOMPLETE if summary["outcomes"].get("failed") else ExitCode.OK)
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stemcat.settings import load_settings, quiet_prefect_environment
+from stemcat.cli.common import data_dir_or_default, fail
+from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,32 +53,22 @@ def export_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
 ) -> None:
     """Export the catalog's stems as a dataset: MUSDB-like folders, metadata.parquet, a datasheet, shards."""
-    from stemcat.tasks.export.datasheet import command_for
-    from stemcat.tasks.export.options import ExportSettingsError, build_options
-    from stemcat.tasks.export.state import ExportBusyError
-    from stemcat.tasks.export.summary import EXIT_BAD_SETTINGS
-
-    source = data_dir if data_dir is not None else load_settings().data_dir
+    source = data_dir_or_default(data_dir)
     params: dict[str, Any] = dict(
         types=types, stems=stems, min_duration_s=min_duration_s, exclude_silent=exclude_silent, min_snr_db=min_snr_db,
         tags=tags, ratios=ratios, audio_format=audio_format.value, sample_rate=sample_rate, channels=channels,
         rollup4=rollup4, shards=shards, shard_size_mb=shard_size_mb,
     )
-    try:
-        options = build_options(**params)
-    except ExportSettingsError as error:
-        err_console.print(f"[red]stemcat export:[/red] {error}")
-        raise typer.Exit(EXIT_BAD_SETTINGS) from error
     if verbose:
-        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
-    from stemcat.flows.export import export_dataset
+        verbose_prefect_environment()
+    from stemcat.flows.export import ExportRefused, export_command_line, export_dataset
 
     try:
-        summary = export_dataset(out=str(out), data_dir=str(source), batch_size=batch_size,
-                                 command=command_for(out, source, options), **params)
-    except (ExportSettingsError, ExportBusyError) as error:
-        err_console.print(f"[red]stemcat export:[/red] {error}")
-        raise typer.Exit(EXIT_BAD_SETTINGS) from error
+        command = export_command_line(str(out), str(source), **params)
+        summary = export_dataset(out=str(out), data_dir=str(source), batch_size=batch_size, command=command,
+                                 **params)
+    except ExportRefused as error:
+        fail(f"export: {error}")
     console.print(summary_table(summary))
     for refusal in summary["refused"]:
         err_console.print(f"[red]refused[/red] {refusal['key']}: {refusal['reason']}")

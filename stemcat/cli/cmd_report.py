@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from stemcat.settings import load_settings
+from stemcat.cli.common import settings
+from stemcat.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     import duckdb
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 
-EXIT_NO_CATALOG = 2
 
 
 class Format(StrEnum):
@@ -67,11 +67,11 @@ def _catalog(ctx: typer.Context, data_dir: Path | None) -> Iterator[duckdb.DuckD
     from stemcat.catalog import catalog_dir, ledger_path, open_catalog
 
     parent = ctx.obj if isinstance(ctx.obj, ReportOptions) else ReportOptions()
-    directory = data_dir or parent.data_dir or load_settings().data_dir
+    directory = data_dir or parent.data_dir or settings().data_dir
     if not catalog_dir(directory).is_dir() and not ledger_path(directory).exists():
         err_console.print(f"[red]No catalog in {directory}.[/red] "
                           "Run `stemcat run MANIFEST` first, or pass --data-dir.")
-        raise typer.Exit(EXIT_NO_CATALOG)
+        raise typer.Exit(ExitCode.BAD_CONFIG)
     con = open_catalog(directory)
     try:
         yield con

@@ -25,19 +25,15 @@ def run_demo(console: Console, *, data_dir: Path, tracks: int) -> int:
     from stemcat.catalog.reports import run_sql, spend_report
     from stemcat.cli.app import run_flow
     from stemcat.cli.display import print_frame
-    from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
+    from stemcat.flows.services import demo_simulator
 
     os.environ.setdefault("SUNO_API_KEY", "demo-key")  # the simulator accepts any key; the real API does not
     data_dir.mkdir(parents=True, exist_ok=True)
-    config = SimConfig(seed=2026, sample_rate=32000, channels=2, min_duration_s=6.0, max_duration_s=12.0,
-                       processing_s=(1.0, 3.0))
-    with SimServer(config, port=0) as sim:
-        manifest = make_tracks_manifest(sim, tracks, data_dir / "demo-manifest.csv",
-                                        types=("separate_vocal", "split_stem"))
-        console.print(f"[bold]simulator[/bold] {sim.base_url}   [bold]manifest[/bold] {manifest} ({tracks} tracks)")
-        code = run_flow(dict(
-            manifest=str(manifest), data_dir=str(data_dir), base_url=sim.base_url, separation_type="separate_vocal",
-            rate_limit=20, rate_window_s=10.0, concurrency=4, download_concurrency=8, batch_size=6,
+    manifest = data_dir / "demo-manifest.csv"
+    with demo_simulator(manifest, tracks=tracks) as base_url:
+        console.print(f"[bold]simulator[/bold] {base_url}   [bold]manifest[/bold] {manifest} ({tracks} tracks)")
+        code = run_flow(dict(  # the default rate limit, concurrency and caps; quicker polls for short songs
+            manifest=str(manifest), data_dir=str(data_dir), base_url=base_url, batch_size=6,
             poll_initial_s=1.0, poll_max_s=3.0, job_timeout_s=300.0, max_download_mb=50.0,
         ))
     con = open_catalog(data_dir)

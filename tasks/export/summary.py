@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from stemcat.exit_codes import ExitCode
 from stemcat.tasks.export.records import Refusal
-
-EXIT_OK = 0
-EXIT_REFUSED = 1  # some tracks or shards were refused: see `refused`
-EXIT_BAD_SETTINGS = 2
 
 
 class ExportSummary(BaseModel):
@@ -35,4 +32,4 @@ class ExportSummary(BaseModel):
 
     @property
     def exit_code(self) -> int:
-        return EXIT_REFUSED if self.refused else EXIT_OK
+        return ExitCode.INCOMPLETE if self.refused else ExitCode.OK  # refused: see `refused`

@@ -44,7 +44,17 @@ def sim(sim_config: SimConfig) -> Iterator[SimServer]:
 
 
 def run_flow(manifest: Path, data_dir: Path, base_url: str, **overrides: Any) -> dict[str, Any]:
+    """One flow run; its summary whether it ended Completed or Failed (see `run_flow_state` for the state)."""
+    from stemcat.flows.separate import run_separation
+
+    params = {**FAST, **overrides}
+    return asyncio.run(run_separation(manifest=str(manifest), data_dir=str(data_dir), base_url=base_url, **params))
+
+
+def run_flow_state(manifest: Path, data_dir: Path, base_url: str, **overrides: Any) -> Any:
+    """One flow run's final Prefect state."""
     from stemcat.flows.separate import separate_manifest
 
     params = {**FAST, **overrides}
-    return asyncio.run(separate_manifest(manifest=str(manifest), data_dir=str(data_dir), base_url=base_url, **params))
+    return asyncio.run(separate_manifest(manifest=str(manifest), data_dir=str(data_dir), base_url=base_url,
+                                         return_state=True, **params))
