@@ -17,9 +17,12 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
 from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger, ledger_path
+from stemcat.exit_codes import ExitCode
+from stemcat.flows.outcome import finish
 from stemcat.client import SunoClient
 from stemcat.tasks.analyze import Analyzer, analyze_jobs
 from stemcat.tasks.context import RunOptions
@@ -72,8 +75,11 @@ async def analyze_catalog(
     base_url: str | None = None,
     batch_size: int = 50,
     max_download_mb: float | None = None,
-) -> dict[str, Any]:
-    """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary."""
+) -> dict[str, Any] | State:
+    """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary.
+
+    Jobs whose files could not be read end the run Failed (exit status 1), the summary its data.
+    """
     started = time.monotonic()
     # The API and the download cap are the separation run's: their defaults are RunOptions'.
     defaults = RunOptions.build(data_dir=data_dir, base_url=base_url, max_download_mb=max_download_mb)
@@ -102,4 +108,6 @@ async def analyze_catalog(
     summary.elapsed_s = round(time.monotonic() - started, 3)
     await create_markdown_artifact(key="stemcat-analysis", markdown=summary.markdown(),
                                    description="stemcat stem analysis")
-    return summary.model_dump(mode="json")
+    failed = summary.outcomes.get("failed", 0)
+    result = summary.model_dump(mode="json") | {"exit_code": int(ExitCode.INCOMPLETE if failed else ExitCode.OK)}
+    return finish(result, f"{failed} jobs could not be analysed (unreadable files)")

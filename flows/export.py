@@ -15,9 +15,11 @@ from typing import Any
 
 from prefect import flow
 from prefect.futures import as_completed
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from stemcat.catalog import catalog_dir
+from stemcat.flows.outcome import finish
 from stemcat.tasks.export.audio import AudioTarget
 from stemcat.tasks.export.datasheet import command_for
 from stemcat.tasks.export.options import ExportOptions, ExportSettingsError, build_options, settings_differences
@@ -172,7 +174,7 @@ def export_dataset(
     shard_size_mb: float = 256.0,
     batch_size: int = 16,
     command: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Build (or extend) a stem dataset in OUT from the catalog. Returns the export summary."""
     options = build_options(
         types=types, stems=stems, min_duration_s=min_duration_s, exclude_silent=exclude_silent,
@@ -182,4 +184,6 @@ def export_dataset(
     out_dir = Path(out)
     source = Path(data_dir)
     summary = run_export(out_dir, source, options, max(1, batch_size), command or command_for(out_dir, source, options))
-    return summary.model_dump(mode="json") | {"exit_code": summary.exit_code}
+    result = summary.model_dump(mode="json") | {"exit_code": int(summary.exit_code)}
+    return finish(result, f"{len(summary.refused)} tracks or shards refused: "
+                          + "; ".join(f"{r.key}: {r.reason}" for r in summary.refused[:3]))

@@ -36,6 +36,8 @@ from pydantic import ValidationError
 
 from stemcat.catalog import Ledger, LedgerWriter, RejectRow
 from stemcat.exit_codes import ExitCode
+from stemcat.flows.outcome import finish, summary_of
+from stemcat.flows.preflight import PreflightError, check_run_inputs
 from stemcat.flows.summary import RunSummary
 from stemcat.client import SunoClient, SunoError, TransportFailure
 from stemcat.tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
@@ -357,17 +359,23 @@ async def separate_manifest(
             )
         except ValidationError as error:
             first = error.errors()[0]
-            reason = f"bad parameter {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            summary = RunSummary(run_id=run_id, manifest=manifest, data_dir=str(data_dir), dry_run=dry_run,
-                                 error=reason, exit_code=ExitCode.BAD_CONFIG)
-            log.error("%s", reason)
-            return Failed(message=reason, data=summary.model_dump(mode="json"))
+            return _refused(run_id, manifest, data_dir, dry_run,
+                            f"bad parameter {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        try:  # what the CLI checked before Prefect started, checked again for deployment runs
+            check_run_inputs(Path(manifest), options.data_dir, separation_type)
+        except PreflightError as error:
+            return _refused(run_id, manifest, data_dir, dry_run, str(error))
         summary = await _separate(options, Path(manifest), run_id, started)
-        log.info("%s", summary.markdown().replace("\n", " "))
-        result = summary.model_dump(mode="json")
-        if summary.exit_code != ExitCode.OK:
-            return Failed(message=summary.failure_reason(), data=result)
-        return result
+        log.info("summary: %s", "; ".join(line.removeprefix("- ") for line in summary.markdown().splitlines()[2:]))
+        return finish(summary.model_dump(mode="json"), summary.failure_reason())
+
+
+def _refused(run_id: str, manifest: str, data_dir: str, dry_run: bool, reason: str) -> State:
+    """A run refused before it touched anything: Failed, exit status 2, nothing created."""
+    log.error("run refused: %s", reason)
+    summary = RunSummary(run_id=run_id, manifest=manifest, data_dir=str(data_dir), dry_run=dry_run, error=reason,
+                         exit_code=ExitCode.BAD_CONFIG)
+    return Failed(message=reason, data=summary.model_dump(mode="json"))
 
 
 async def run_separation(*, progress: ProgressReporter | None = None, orchestrate: bool = True,
@@ -384,20 +392,6 @@ async def run_separation(*, progress: ProgressReporter | None = None, orchestrat
         return await summary_of(await separate_manifest.fn(**parameters))
     finally:
         set_reporter(None)
-
-
-async def summary_of(outcome: dict[str, Any] | State) -> dict[str, Any]:
-    """The run summary in a flow's outcome (its return value, or a final state carrying it)."""
-    if not isinstance(outcome, State):
-        return outcome
-    if isinstance(outcome.data, dict):  # a state the flow's body returned, not yet persisted
-        return outcome.data
-    result = await outcome.aresult(raise_on_failure=False)
-    if isinstance(result, dict):
-        return result
-    if isinstance(result, BaseException):
-        raise result
-    raise RuntimeError(f"the flow run ended {outcome.type.value} without a summary: {outcome.message}")
 
 
 async def _separate(options: RunOptions, manifest_path: Path, run_id: str, started: float) -> RunSummary:

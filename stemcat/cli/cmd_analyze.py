@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from stemcat.cli.common import fail, settings
-from stemcat.exit_codes import ExitCode
 from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
 
 console = Console()
@@ -48,15 +47,16 @@ def analyze_command(
     if verbose:
         verbose_prefect_environment()
     from stemcat.flows.analyze import analyze_catalog
+    from stemcat.flows.outcome import summary_of_sync
 
     thresholds = {name: value for name, value in (("silent_threshold_dbfs", silent_threshold),
                                                   ("min_snr_db", min_snr)) if value is not None}
-    summary = asyncio.run(analyze_catalog(
+    summary = summary_of_sync(asyncio.run(analyze_catalog(
         data_dir=str(directory), reanalyze=reanalyze, fetch_mixes=fetch_mixes, base_url=base_url or env.base_url,
-        batch_size=batch_size, max_download_mb=env.max_download_mb, **thresholds,
-    ))
+        batch_size=batch_size, max_download_mb=env.max_download_mb, return_state=True, **thresholds,
+    )))
     console.print(summary_table(summary))
-    raise typer.Exit(ExitCode.INCOMPLETE if summary["outcomes"].get("failed") else ExitCode.OK)
+    raise typer.Exit(int(summary["exit_code"]))
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -62,11 +62,12 @@ def export_command(
     if verbose:
         verbose_prefect_environment()
     from stemcat.flows.export import ExportRefused, export_command_line, export_dataset
+    from stemcat.flows.outcome import summary_of_sync
 
     try:
         command = export_command_line(str(out), str(source), **params)
-        summary = export_dataset(out=str(out), data_dir=str(source), batch_size=batch_size, command=command,
-                                 **params)
+        summary = summary_of_sync(export_dataset(out=str(out), data_dir=str(source), batch_size=batch_size,
+                                                 command=command, return_state=True, **params))
     except ExportRefused as error:
         fail(f"export: {error}")
     console.print(summary_table(summary))

@@ -16,6 +16,7 @@ import soundfile as sf
 
 from stemcat.catalog import Ledger, open_catalog
 from stemcat.flows.export import export_dataset
+from stemcat.flows.outcome import summary_of_sync
 from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
 from stemcat.tasks.export.options import ExportSettingsError
 from stemcat.tasks.export.state import load_state
@@ -180,7 +181,9 @@ def test_a_corrupted_source_file_is_refused_and_reported(export_sim, catalog_dir
     original = victim.read_bytes()
     victim.write_bytes(original[:-100] + bytes(100))
     out = tmp_path / "dataset"
-    summary = export_dataset(out=str(out), data_dir=str(data_dir), audio_format="wav")
+    state = export_dataset(out=str(out), data_dir=str(data_dir), audio_format="wav", return_state=True)
+    assert state.is_failed() and "1 tracks or shards refused" in state.message
+    summary = summary_of_sync(state)
     assert summary["exit_code"] == 1
     assert [r["key"] for r in summary["refused"]] == [audio_id]
     assert "sha256" in summary["refused"][0]["reason"]

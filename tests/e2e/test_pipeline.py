@@ -13,7 +13,7 @@ from stemcat.catalog import Ledger, open_catalog
 from stemcat.client import STEMS_BY_TYPE, SeparationType
 from stemcat.sim import make_tracks_manifest
 
-from .conftest import run_flow
+from .conftest import run_flow, run_flow_state
 
 pytestmark = pytest.mark.e2e
 
@@ -115,8 +115,12 @@ def test_each_run_publishes_its_summary_as_prefect_artifacts(sim, tmp_path):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
+    from stemcat.flows.separate import summary_of
+
     manifest = make_tracks_manifest(sim, 2, tmp_path / "m.csv", types=("separate_vocal", "split_stem"))
-    summary = run_flow(manifest, tmp_path / "data", sim.base_url)
+    state = run_flow_state(manifest, tmp_path / "data", sim.base_url)
+    assert state.is_completed()
+    summary = asyncio.run(summary_of(state))
 
     async def latest(key):
         async with get_client() as client:
@@ -125,7 +129,9 @@ def test_each_run_publishes_its_summary_as_prefect_artifacts(sim, tmp_path):
             return found
 
     markdown = asyncio.run(latest("stemcat-run-summary"))
-    assert any(summary["run_id"] in (a.data or "") for a in markdown)
+    ours = next(a.data or "" for a in markdown if summary["run_id"] in (a.data or ""))
+    assert "## Credits by type" in ours and "| split_stem | 1 | 5 |" in ours
+    assert "](data:image/png;base64,iVBOR" in ours  # the charts, as pictures the Prefect UI shows
     table = asyncio.run(latest("stemcat-run-credits"))
     assert table and "split_stem" in str(table[0].data)
 

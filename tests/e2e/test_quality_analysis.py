@@ -25,8 +25,9 @@ pytestmark = pytest.mark.e2e
 
 def _analyze(data_dir: Path, **overrides: Any) -> dict[str, Any]:
     from stemcat.flows.analyze import analyze_catalog
+    from stemcat.flows.outcome import summary_of_sync
 
-    return asyncio.run(analyze_catalog(data_dir=str(data_dir), **overrides))
+    return summary_of_sync(asyncio.run(analyze_catalog(data_dir=str(data_dir), return_state=True, **overrides)))
 
 
 @pytest.fixture(scope="module")

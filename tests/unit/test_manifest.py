@@ -1,4 +1,5 @@
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -70,3 +71,31 @@ def test_unreadable_manifest_is_a_clear_error(tmp_path, name, content):
 def test_missing_file(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
         _all(tmp_path / "nope.csv", default_type="split_stem")
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.jsonl"])
+def test_a_row_that_is_not_utf8_is_rejected_with_its_line_and_the_rest_proceed(tmp_path, name):
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        path.write_bytes(b"task_id,audio_id,title\nt1,a1,ok\nt2,a2,caf\xe9\nt3,a3,fine\n")
+        good, bad = [2, 4], 3
+    else:
+        path.write_bytes(b'{"task_id": "t1", "audio_id": "a1"}\n{"task_id": "t2", "title": "caf\xe9"}\n'
+                         b'{"task_id": "t3", "audio_id": "a3"}\n')
+        good, bad = [1, 3], 2
+    rows, rejects = _all(path, default_type="separate_vocal")
+    assert [r.line for r in rows] == good
+    assert [(r.line, r.reason.split(" (")[0]) for r in rejects] == [(bad, "not valid UTF-8")]
+    assert "0xe9" in rejects[0].reason
+
+
+@pytest.mark.parametrize("name,content,reason", [
+    ("m.csv", b"", "empty (0 bytes)"),
+    ("m.csv", bytes(range(256)) * 8, "not a text file"),
+    ("m.parquet", b"task_id\nt1\n", "not a Parquet file"),
+])
+def test_a_file_that_cannot_be_a_manifest_is_refused_before_any_row(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ManifestError, match=re.escape(reason)):
+        _all(path, default_type="split_stem")
