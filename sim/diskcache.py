@@ -30,7 +30,7 @@ def write_once(path: Path, write: Callable[[Path], None]) -> bool:
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
-        _fsync(path.parent)
+    # No fsync of the folder: a rename lost in a crash only means rendering the file again.
     return True
 
 
@@ -55,6 +55,7 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 
 def _fsync(path: Path) -> None:
+    # Before the rename: otherwise a crash can leave a complete-looking name over missing data.
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
