@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stemcat.client.admission import AdmissionBook, PacingParams, Reservation
-from stemcat.client.admission_sqlite import SqliteAdmissionStore
-from stemcat.client.pacer_service import running_pacer
-from stemcat.client.shared_pacing import MemoryAdmissionStore, SharedLimiter
+from stemcat.client.ratelimit.rules import AdmissionBook, PacingParams, Reservation
+from stemcat.client.ratelimit.stores.sqlite import SqliteAdmissionStore
+from stemcat.client.ratelimit.pacer_service import running_pacer
+from stemcat.client.ratelimit import MemoryAdmissionStore, SharedLimiter
 
 # A 1 s window: the guard is its floor, 0.1 s, so an answer more than 50 ms after its slot
 # (beyond the usual round trip) counts as late.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from stemcat.client.admission_http import HttpAdmissionStore
-from stemcat.client.admission_sqlite import SqliteAdmissionStore
-from stemcat.client.shared_pacing import MemoryAdmissionStore, SharedLimiter, default_store_path, open_admission_store
+from stemcat.client.ratelimit.stores.http import HttpAdmissionStore
+from stemcat.client.ratelimit.stores.sqlite import SqliteAdmissionStore
+from stemcat.client.ratelimit import MemoryAdmissionStore, SharedLimiter, default_store_path, open_admission_store
 from stemcat.tasks.context import RunOptions
 from stemcat.tasks.limits import make_limiter
 

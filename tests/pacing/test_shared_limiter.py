@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from stemcat.client.admission import PacingParams, PacingState, Reservation
-from stemcat.client.admission_sqlite import SqliteAdmissionStore
-from stemcat.client.shared_pacing import (
+from stemcat.client.ratelimit.rules import PacingParams, PacingState, Reservation
+from stemcat.client.ratelimit.stores.sqlite import SqliteAdmissionStore
+from stemcat.client import PacerUnavailable
+from stemcat.client.ratelimit import (
     AdmissionStore,
     MemoryAdmissionStore,
-    PacerUnavailable,
     RequestClass,
     SharedLimiter,
     polling,
