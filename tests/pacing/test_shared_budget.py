@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from stemcat.client.ratelimit.rules import budget_id
-from stemcat.client.ratelimit.stores.http import HttpAdmissionStore
-from stemcat.client.ratelimit.stores.sqlite import SqliteAdmissionStore
+from stemcat.client.ratelimit import (
+    AdmissionStore,
+    HttpAdmissionStore,
+    SharedLimiter,
+    SqliteAdmissionStore,
+    budget_id,
+)
 from stemcat.client.ratelimit.pacer_service import running_pacer
-from stemcat.client.ratelimit import AdmissionStore, SharedLimiter
 from stemcat.sim import SimConfig, SimServer
 
 from .conftest import busiest_window
