@@ -15,14 +15,9 @@ limiter's own reports at once and the store's state as soon as it answers.
 Exact on arrival, not just on paper: the API counts a request when it arrives, which can be
 after its slot. Three things keep the two close. The window the rules enforce is the API's
 plus a guard (1%, at least 0.1 s). A limiter that has not sent for a while is "cold" (its next
-request opens a connection): its first admission is logged half a second late. And every
-answer bounds its request's arrival from above: a request answered later after its slot than
-the usual round trip plus half the guard (a busy event loop sent it late, or the server took
-long) has its admission moved to that bound (the answer, less the usual round trip and half the
-guard), long before the slot a window later is reserved. The slot a request is measured
-against is the earliest time the store can have logged it, and the usual round trip is only
-trusted once a few answers have been seen, so a slow first answer (a new connection) cannot
-hide a late one.
+request opens a connection): its first admission is logged half a second late. And a request
+whose answer shows it may have arrived late has its admission moved there (see `arrivals`),
+long before the slot a window later is reserved.
 """
 
 from __future__ import annotations
@@ -63,7 +58,7 @@ _DUE_TOLERANCE_S = 1e-6
 @dataclass(frozen=True)
 class _LocalSlot:
     ticket: int
-    due: float  # on this process's monotonic clock; never before the store's slot
+    due: float  # on the limiter's clock; never before the store's slot
     earliest: float  # the earliest local time the store's slot can be at
     logged: float  # the same for the time the store logged it at (later when cold)
 
@@ -178,11 +173,6 @@ class SharedLimiter:
     @property
     def stats(self) -> LimiterStats:
         return LimiterStats(self.admitted, self.throttle_count, self.pause_count, self.current_rate)
-
-    async def flush(self) -> None:
-        """Write the throttles, pauses and successes not yet in the store (normally a background task does)."""
-        async with self._store_lock:
-            await self._flush_locked()
 
     async def aclose(self) -> None:
         """Stop dispatching, give back reserved slots and close the store."""
