@@ -431,15 +431,12 @@ class Ledger:
     # -- job state --------------------------------------------------------------------------
 
     def mark_submitted(self, job_id: str, remote_task_id: str) -> bool:
-        """The API returned a task id: ``intent``/``unknown`` -> ``submitted`` (+ spend ``accepted``).
+        """The API (or a callback naming the job's token) gave the remote task id.
 
-        Returns False when the job had already moved past submission (e.g. a callback got there
-        first); a different task id for the same job is an error.
+        ``intent``/``unknown``/``not_submitted`` -> ``submitted`` (+ its spend row). Returns False
+        when the job had already moved past submission (e.g. a callback got there first); a
+        different task id for the same job is an error.
         """
-        return self._record_remote_task_id(job_id, remote_task_id)
-
-    def set_remote_task_id(self, job_id: str, remote_task_id: str) -> bool:
-        """Reconcile from a callback naming the job's token; same rules as ``mark_submitted``."""
         return self._record_remote_task_id(job_id, remote_task_id)
 
     def mark_not_submitted(self, job_id: str, code: int | None, error: str) -> bool:
@@ -635,44 +632,6 @@ class Ledger:
             )
             if cursor.rowcount == 0:
                 raise UnknownJobError(job_id, stem)
-
-    def update_stem_quality(
-        self,
-        job_id: str,
-        stem: str,
-        *,
-        peak_dbfs: float | None,
-        rms_dbfs: float | None,
-        lufs: float | None,
-        clipped_fraction: float | None,
-        silent: bool | None,
-        duration_diff_s: float | None = None,
-    ) -> None:
-        """Store the analysis of a downloaded stem."""
-        quality = StemQualityRow(
-            stem=stem, peak_dbfs=peak_dbfs, rms_dbfs=rms_dbfs, lufs=lufs, clipped_fraction=clipped_fraction,
-            silent=silent, duration_diff_s=duration_diff_s,
-        )
-        with self._write() as con:
-            self._update_stem_quality(con, job_id, quality)
-
-    def update_job_quality(
-        self,
-        job_id: str,
-        *,
-        reconstruction_snr_db: float | None,
-        mix_path: str | None,
-        mix_duration_s: float | None,
-        low_snr: bool | None,
-        analysis_error: str | None = None,
-    ) -> None:
-        """Store how well a job's stems add back up to its mix (``mix_path`` relative to DATA_DIR)."""
-        quality = JobQualityRow(
-            reconstruction_snr_db=reconstruction_snr_db, mix_path=mix_path, mix_duration_s=mix_duration_s,
-            low_snr=low_snr, analysis_error=analysis_error,
-        )
-        with self._write() as con:
-            self._update_job_quality(con, job_id, quality)
 
     def record_analysis(self, job_id: str, job: JobQualityRow, stems: Iterable[StemQualityRow]) -> None:
         """Store a whole analysis (the job's row and each analysed stem) in one transaction."""
