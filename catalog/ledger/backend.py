@@ -14,7 +14,12 @@ lives behind these two protocols:
 The SQL the concern modules hand to ``Connection.execute`` is written once, in the subset that
 SQLite and PostgreSQL share, with ``?`` placeholders: a driver with another parameter style
 rewrites them in its ``Connection``. Table and column names in that SQL come from
-``catalog.schema`` only; values are always bound.
+``catalog.schema`` only; values are always bound. Booleans are bound as 0/1 and timestamps as
+epoch seconds, as the schema's column kinds declare them.
+
+What stays SQLite's outside this package is in ``catalog.schema`` (``sqlite_ddl`` and
+``Table.export_select``, which the snapshot runs) and ``catalog.migrations``: a second backend
+brings its own DDL and export query beside them, from the same declaration.
 """
 
 from __future__ import annotations
