@@ -32,7 +32,7 @@ def serve_callbacks(data_dir: Path, *, host: str, port: int, ready: Callable[[st
 
 def serve_pacer(*, host: str, port: int) -> None:
     """Hold every key's rate budget for runs anywhere, until Ctrl-C."""
-    from stemcat.client.pacer_service import serve
+    from stemcat.client.ratelimit.pacer_service import serve
 
     serve(host=host, port=port)
 

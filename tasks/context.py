@@ -18,26 +18,27 @@ from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.client import SunoClient
-from stemcat.client.shared_pacing import DEFAULT_POLL_SHARE
+from stemcat.client.endpoints import DEFAULT_BASE_URL
+from stemcat.client.ratelimit.defaults import DEFAULT_POLL_SHARE, DEFAULT_RATE_LIMIT, DEFAULT_WINDOW_S
 from stemcat.exit_codes import ExitCode
 from stemcat.tasks.callbacks import CallbackHub
 from stemcat.tasks.planning import ResubmitPolicy
 from stemcat.tasks.window import JobWindow
 
 
-REAL_API_BASE_URL = "https://api.sunoapi.org"
 MIB = 1024 * 1024
 
 
 class RunOptions(BaseModel):
     """Every tunable of a separation run, resolved (the flow's parameters, minus secrets).
 
-    The one place their defaults are written: the flow's parameters, the CLI's options and the
-    environment leave a tunable unset (None) to mean "the default here".
+    The one place a run's defaults are set: the flow's parameters, the CLI's options and the
+    environment leave a tunable unset (None) to mean "the default here". The key's request budget
+    is the client's own (`client/ratelimit/defaults.py`, the API's documented 20 per 10 s).
     """
 
     data_dir: Path
-    base_url: str = REAL_API_BASE_URL
+    base_url: str = DEFAULT_BASE_URL
     default_type: str = "separate_vocal"
     max_credits: int | None = Field(default=None, ge=0)
     allow_partial: bool = False
@@ -46,8 +47,8 @@ class RunOptions(BaseModel):
     resubmit_failed: bool = False
     resubmit_expired: bool = False
     force: bool = False
-    rate_limit: int = Field(default=20, ge=1)
-    rate_window_s: float = Field(default=10.0, gt=0)
+    rate_limit: int = Field(default=DEFAULT_RATE_LIMIT, ge=1)
+    rate_window_s: float = Field(default=DEFAULT_WINDOW_S, gt=0)
     concurrency: int = Field(default=4, ge=1, description="Jobs in flight, in batches: concurrency x batch_size jobs.")
     download_concurrency: int = Field(default=8, ge=1)
     batch_size: int = Field(default=50, ge=1)
