@@ -37,6 +37,7 @@ from stemcat.catalog.ledger.spend import SpendMixin
 from stemcat.catalog.ledger.sqlite_backend import SqliteBackend
 from stemcat.catalog.ledger.stems import StemsMixin
 from stemcat.catalog.ledger.tracks import TracksMixin
+from stemcat.catalog.ledger.urls import is_postgres_url, masked_url
 
 __all__ = ["Backend", "Ledger", "SnapshotReader", "SqliteBackend", "ledger_backend"]
 
@@ -93,6 +94,8 @@ def ledger_backend(data_dir: Path, url: str | None = None, *, busy_timeout_s: fl
     A URL of any other scheme is refused rather than silently ignored.
     """
     if url:
+        if not is_postgres_url(url):
+            raise ValueError(f"the ledger URL must be postgresql://user@host:port/database, got {masked_url(url)}")
         from stemcat.catalog.ledger.postgres_backend import (  # psycopg is an optional dependency
             DEFAULT_BUSY_TIMEOUT_S,
             PostgresBackend,

@@ -39,7 +39,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -47,37 +46,17 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from stemcat.catalog.errors import LedgerBusyError, LedgerUnavailableError
 from stemcat.catalog.ledger.backend import marks
+from stemcat.catalog.ledger.urls import is_postgres_url, masked_url
 from stemcat.catalog.migrations import postgres_schema_version, upgrade_postgres
 from stemcat.catalog.schema import SCHEMA_VERSION
 
 DEFAULT_BUSY_TIMEOUT_S = 60.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-URL_SCHEMES = ("postgresql", "postgres")
 
 # The ledger write lock: pg_advisory_xact_lock(int4, int4), per database. The first key is
 # 'stmc' in ASCII, so it does not collide with another application's single-key locks by accident.
 _LOCK_KEYS = (0x73746D63, 1)
 _SERVER_GONE_STATES = ("57P01", "57P02", "57P03")
-
-
-def is_postgres_url(url: str | None) -> bool:
-    """Whether ``url`` names a PostgreSQL database (``postgresql://…``)."""
-    return bool(url) and urlsplit(str(url)).scheme in URL_SCHEMES
-
-
-def masked_url(url: str) -> str:
-    """``url`` with its password (in the user part or the query) replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    query = urlencode(
-        [(key, "***" if key.lower() == "password" else value) for key, value in parse_qsl(parts.query)], safe="*"
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @lru_cache(maxsize=1024)
