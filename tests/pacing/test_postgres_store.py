@@ -3,12 +3,15 @@ unreachable server is a `PacerUnavailable`. (Two users sharing it: `test_shared_
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
 
 from stemcat.client import PacerUnavailable
 from stemcat.client.ratelimit.rules import PacingParams
+
+from .conftest import busiest_window
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')")
 from stemcat.client.ratelimit.stores.postgres import PostgresAdmissionStore  # noqa: E402
@@ -60,3 +63,24 @@ async def test_an_unreachable_server_is_a_pacer_unavailable() -> None:
         await store.reserve(PacingParams(limit=5, window_s=1.0), 1)
     assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
     await store.aclose()
+
+
+async def test_concurrent_reservations_keep_every_window_even_on_a_repeatable_read_database(
+    postgres_url: str,
+) -> None:
+
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        database = postgres_url.rsplit("/", 1)[1]
+        await admin.execute(f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'repeatable read'")
+    stores = [PostgresAdmissionStore(postgres_url, BUDGET) for _ in range(4)]
+    params = PacingParams(limit=5, window_s=1.0)
+    try:
+        await asyncio.gather(*(store.reserve(params, 1) for store in stores for _ in range(6)))
+    finally:
+        for store in stores:
+            await store.aclose()
+    async with await psycopg.AsyncConnection.connect(postgres_url) as con:
+        logged = [at for (at,) in await (await con.execute("SELECT at FROM rate_admissions ORDER BY at")).fetchall()]
+    assert len(logged) == 24
+    assert busiest_window(logged, params.guarded_window - 1e-6) <= params.limit
+    assert min(b - a for a, b in zip(logged, logged[1:], strict=False)) >= params.nominal_spacing - 1e-6

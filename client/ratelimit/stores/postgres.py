@@ -325,6 +325,9 @@ class PostgresAdmissionStore:
             application_name="stemcat-rate-store",
         )
         try:
+            # Whatever the database's default: every statement after the row lock must see what the
+            # previous holder committed (REPEATABLE READ would keep the snapshot from before the wait).
+            await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
             await conn.execute(
                 "SELECT set_config('lock_timeout', %s, false), "
                 "set_config('idle_in_transaction_session_timeout', %s, false)",
