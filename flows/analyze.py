@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 from pydantic import BaseModel, Field
 
-from stemcat.catalog import Ledger, ledger_path
+from stemcat.catalog import Ledger
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.outcome import finish
 from stemcat.client import SunoClient
@@ -75,6 +75,7 @@ async def analyze_catalog(
     base_url: str | None = None,
     batch_size: int = 50,
     max_download_mb: float | None = None,
+    ledger_url: str | None = None,
 ) -> dict[str, Any] | State:
     """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary.
 
@@ -89,7 +90,7 @@ async def analyze_catalog(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     summary = AnalysisSummary(data_dir=str(directory), silent_threshold_dbfs=silent_threshold_dbfs,
                               min_snr_db=min_snr_db, reanalyze=reanalyze)
-    ledger = Ledger(ledger_path(directory))
+    ledger = Ledger.open(directory, ledger_url)
     try:
         job_ids = await asyncio.to_thread(ledger.jobs_to_analyze, include_analyzed=reanalyze)
         outcomes: Counter[str] = Counter()

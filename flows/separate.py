@@ -254,8 +254,8 @@ def _budget_cap(plan: Plan, options: RunOptions, balance: int | None) -> int | N
 @asynccontextmanager
 async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunContext]:
     options.data_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(options.data_dir / "ledger.sqlite")
-    writes = LedgerWriter.open(ledger.path)
+    ledger = Ledger.open(options.data_dir, options.ledger_url)
+    writes = LedgerWriter(ledger.reopen(busy_timeout_s=0.0))
     secret = load_secret(options.data_dir)
     limiter = make_limiter(options)
     try:
@@ -337,6 +337,7 @@ async def separate_manifest(
     rate_store: str | None = None,
     poll_share: float | None = None,
     analyze: bool = True,
+    ledger_url: str | None = None,
 ) -> dict[str, Any] | State:
     """Separate every track of a manifest into stems and catalog them.
 
@@ -356,6 +357,7 @@ async def separate_manifest(
                 download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial_s,
                 poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_mb=max_download_mb,
                 callback_url=callback_url, rate_store=rate_store, poll_share=poll_share, analyze=analyze,
+                ledger_url=ledger_url,
             )
         except ValidationError as error:
             first = error.errors()[0]

@@ -1,4 +1,4 @@
-"""The long-lived services the CLI starts: the callback receiver, the shared pacer, the simulator.
+"""The long-lived services the CLI starts: the callback receiver and the simulator.
 
 They are not Prefect flows (they run until interrupted), but they assemble the same pieces
 the flows do, so the CLI reaches them here rather than assembling tasks and the ledger itself.
@@ -12,12 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def serve_callbacks(data_dir: Path, *, host: str, port: int, ready: Callable[[str], None]) -> None:
-    """Receive the API's callbacks into `data_dir`'s ledger until Ctrl-C; `ready` gets the base URL."""
+def serve_callbacks(data_dir: Path, *, ledger_url: str | None, host: str, port: int,
+                    ready: Callable[[str], None]) -> None:
+    """Receive the API's callbacks into the ledger until Ctrl-C; `ready` gets the base URL."""
     from stemcat.catalog import Ledger
     from stemcat.tasks.callbacks import CallbackReceiver, load_secret
 
-    ledger = Ledger(data_dir / "ledger.sqlite")
+    ledger = Ledger.open(data_dir, ledger_url)
     try:
         with CallbackReceiver(ledger, load_secret(data_dir), host=host, port=port) as receiver:
             ready(receiver.base_url)
@@ -28,13 +29,6 @@ def serve_callbacks(data_dir: Path, *, host: str, port: int, ready: Callable[[st
                 pass
     finally:
         ledger.close()
-
-
-def serve_pacer(*, host: str, port: int) -> None:
-    """Hold every key's rate budget for runs anywhere, until Ctrl-C."""
-    from stemcat.client.ratelimit.pacer_service import serve
-
-    serve(host=host, port=port)
 
 
 def serve_simulator(*, host: str, port: int, seed: int, tracks: int, manifest: Path | None) -> None:

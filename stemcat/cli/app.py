@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from stemcat.cli.ledger_option import LedgerUrlOption, resolve_ledger_url
 from stemcat.cli.common import data_dir_or_default, fail, settings
 from stemcat.exit_codes import ExitCode
 from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
@@ -101,6 +102,7 @@ def run(
     rate_store: Annotated[str | None, typer.Option(help="Shared rate budget for concurrent runs "
                                                    "[env STEMCAT_RATE_STORE].")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    ledger_url: LedgerUrlOption = None,
 ) -> None:
     """Separate every track of MANIFEST into stems, download them, and update the catalog."""
     from stemcat.flows.preflight import PreflightError, check_run_inputs
@@ -114,6 +116,7 @@ def run(
         download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial,
         poll_max_s=poll_max, job_timeout_s=job_timeout, max_download_mb=max_download_mb, callback_url=callback_url,
         rate_store=rate_store, poll_share=poll_share, analyze=analyze,
+        ledger_url=resolve_ledger_url(ledger_url, env),
     ))
     if not env.has_api_key():
         fail("SUNO_API_KEY is not set: export your key (it is only ever sent in the Authorization header), "
@@ -199,21 +202,6 @@ def demo(
     raise typer.Exit(run_demo(console, data_dir=data_dir, tracks=tracks))
 
 
-pacer_app = typer.Typer(no_args_is_help=True, help="The shared rate-budget service for runs on several machines.")
-app.add_typer(pacer_app, name="pacer")
-
-
-@pacer_app.command("serve")
-def pacer_serve(
-    host: Annotated[str, typer.Option(help="Interface; bind it to a trusted network only.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8790,
-) -> None:
-    """Hold every key's rate budget for runs anywhere (point them at it with --rate-store http://HOST:PORT)."""
-    from stemcat.flows.services import serve_pacer
-
-    serve_pacer(host=host, port=port)
-
-
 def _register_commands() -> None:
     from stemcat.cli.cmd_analyze import analyze_command
     from stemcat.cli.cmd_export import export_command
@@ -236,6 +224,7 @@ def callbacks_serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8766,
     data_dir: DataDirOption = None,
+    ledger_url: LedgerUrlOption = None,
 ) -> None:
     """Receive the API's callbacks into the ledger, independently of any run (point STEMCAT_CALLBACK_URL here).
 
@@ -245,5 +234,5 @@ def callbacks_serve(
     """
     from stemcat.flows.services import serve_callbacks
 
-    serve_callbacks(data_dir_or_default(data_dir), host=host, port=port, ready=lambda url: console.print(
-        f"receiving callbacks on {url}/callback/<token>  (Ctrl-C stops)"))
+    serve_callbacks(data_dir_or_default(data_dir), ledger_url=resolve_ledger_url(ledger_url, settings()), host=host,
+                    port=port, ready=lambda url: console.print(f"receiving callbacks on {url}/callback/<token>  (Ctrl-C stops)"))

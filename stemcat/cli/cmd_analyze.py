@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stemcat.cli.common import fail, settings
+from stemcat.cli.ledger_option import LedgerUrlOption, resolve_ledger_url
 from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
 
 console = Console()
@@ -35,6 +36,7 @@ def analyze_command(
     base_url: Annotated[str | None, typer.Option(help="API base URL [env SUNO_BASE_URL].")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Jobs per Prefect task run.")] = 50,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    ledger_url: LedgerUrlOption = None,
 ) -> None:
     """Measure downloaded stems (levels, loudness, silence) and how well they add back up to the mix."""
     env = settings()
@@ -42,7 +44,8 @@ def analyze_command(
         fail("SUNO_API_KEY is not set: it is needed to look up and fetch missing mixes (free calls); "
              "pass --no-fetch-mixes to measure the stems alone")
     directory = data_dir if data_dir is not None else env.data_dir
-    if not (directory / "ledger.sqlite").exists():
+    ledger_url = resolve_ledger_url(ledger_url, env)
+    if ledger_url is None and not (directory / "ledger.sqlite").exists():
         fail(f"no ledger in {directory}: run `stemcat run MANIFEST` first, or pass --data-dir")
     if verbose:
         verbose_prefect_environment()
@@ -53,7 +56,8 @@ def analyze_command(
                                                   ("min_snr_db", min_snr)) if value is not None}
     summary = summary_of_sync(asyncio.run(analyze_catalog(
         data_dir=str(directory), reanalyze=reanalyze, fetch_mixes=fetch_mixes, base_url=base_url or env.base_url,
-        batch_size=batch_size, max_download_mb=env.max_download_mb, return_state=True, **thresholds,
+        batch_size=batch_size, max_download_mb=env.max_download_mb, ledger_url=ledger_url, return_state=True,
+        **thresholds,
     )))
     console.print(summary_table(summary))
     raise typer.Exit(int(summary["exit_code"]))
