@@ -28,24 +28,23 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
-from stemcat.catalog import Ledger, LedgerWriter, RejectRow
+from stemcat.catalog import JobStatus, Ledger, LedgerWriter, RejectRow
 from stemcat.catalog.charts import write_catalog_charts
 from stemcat.flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
 from stemcat.settings import load_settings
 from stemcat.client import SunoClient, SunoError
-from stemcat.tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
+from stemcat.services.callbacks import CallbackHub, CallbackReceiver, load_secret
 from stemcat.tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
 from stemcat.tasks.analyze import analyze_batch
 from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
-from stemcat.tasks.plan import Plan, classify, plan_batch
-from stemcat.tasks.planning import Action
-from stemcat.tasks.progress import reporter
+from stemcat.tasks.separation.planning import Plan, classify
+from stemcat.tasks.separation.steps import plan_batch, reconcile_intents, separate_batch
+from stemcat.tasks.separation.actions import Action
+from stemcat.tasks.separation.progress import reporter
 from stemcat.tasks.publish import publish_catalog
-from stemcat.tasks.reconcile import reconcile_intents
-from stemcat.tasks.pipeline import separate_batch
 from stemcat.tasks.tracks import stage_rows, stage_tracks
-from stemcat.tasks.window import BatchEntry
+from stemcat.tasks.separation.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
 
@@ -128,7 +127,7 @@ async def process_batch(ctx: RunContext, active: list[WorkItem], entry: BatchEnt
         entry.close()  # even when the task never started: the next batch must not wait for it
     if not ctx.options.analyze:  # left to `stemcat analyze`
         return
-    downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
+    downloaded = [job_id for job_id, status in results.items() if status == JobStatus.DOWNLOADED]
     fresh = await _not_analysed(ctx, downloaded)
     if fresh:  # quality figures, on the worker that downloaded, while the files are warm
         await analyze_batch(ctx, quote(fresh))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from stemcat.tasks.plan import Plan
+from stemcat.tasks.separation.planning import Plan
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1

@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.client import SunoClient
 from stemcat.client.shared_pacing import DEFAULT_POLL_SHARE
-from stemcat.tasks.callbacks import CallbackHub
-from stemcat.tasks.planning import ResubmitPolicy
-from stemcat.tasks.window import JobWindow
+from stemcat.services.callbacks import CallbackHub
+from stemcat.tasks.separation.actions import ResubmitPolicy
+from stemcat.tasks.separation.window import JobWindow
 
 
 class RunOptions(BaseModel):

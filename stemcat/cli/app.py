@@ -117,8 +117,8 @@ def run_flow(params: dict[str, Any], *, verbose: bool = False) -> int:
     from stemcat.flows.separate import separate_manifest
     from stemcat.flows.summary import EXIT_INCOMPLETE
     from stemcat.cli.display import RichProgress, summary_table
-    from stemcat.tasks.plan import Plan
-    from stemcat.tasks.progress import set_reporter
+    from stemcat.tasks.separation.planning import Plan
+    from stemcat.tasks.separation.progress import set_reporter
 
     with RichProgress(console) as progress:
         set_reporter(progress)
@@ -238,7 +238,7 @@ def callbacks_serve(
     import time
 
     from stemcat.catalog import Ledger
-    from stemcat.tasks.callbacks import CallbackReceiver, load_secret
+    from stemcat.services.callbacks import CallbackReceiver, load_secret
 
     directory = _data_dir(data_dir, load_settings())
     ledger = Ledger(directory / "ledger.sqlite")
