@@ -50,7 +50,7 @@ T = TypeVar("T")
 
 LOOKUP_CHUNK = 500
 WRITE_CHUNK = 5_000
-RUN_COUNT_COLUMNS = ("n_rows", "n_rejected", "n_skipped", "n_submitted", "n_downloaded", "n_failed")
+RUN_COUNT_COLUMNS = tuple(name for name in TABLES["runs"].column_names if name.startswith("n_"))
 
 _JOB_SELECT = "SELECT " + ", ".join(JOBS.column_names) + " FROM jobs"
 _STEM_SELECT = "SELECT " + ", ".join(STEMS.column_names) + " FROM stems"
@@ -581,6 +581,16 @@ class Ledger:
             params.append(int(limit))
         with self._read() as con:
             return [_job_from_row(row) for row in con.execute(sql, params).fetchall()]
+
+    def recent_latencies(self, separation_type: str, limit: int = 200) -> list[float]:
+        """Seconds from submit to completion of the latest finished jobs of a type, oldest first."""
+        with self._read() as con:
+            rows = con.execute(
+                "SELECT completed_at - submitted_at FROM jobs WHERE separation_type = ?"
+                " AND completed_at IS NOT NULL AND submitted_at IS NOT NULL ORDER BY rowid DESC LIMIT ?",
+                (separation_type, int(limit)),
+            ).fetchall()
+        return [float(row[0]) for row in reversed(rows)]
 
     def get_job(self, job_id: str) -> Job | None:
         """One job by its token, or None."""

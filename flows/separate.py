@@ -247,7 +247,7 @@ async def separate_manifest(
     concurrency: int = 4,
     download_concurrency: int = 8,
     batch_size: int = 50,
-    poll_initial_s: float = 10.0,
+    poll_initial_s: float | None = None,
     poll_max_s: float = 60.0,
     job_timeout_s: float = 1800.0,
     max_download_mb: float = 200.0,
@@ -308,12 +308,13 @@ async def separate_manifest(
             summary.credits_committed = ctx.ledger.spend_total(run_id)
             if not dry_run and refused is None:
                 summary.balance_after = await read_balance(ctx.client)
+            summary.count_requests(ctx.client.requests_sent)
             summary.exit_code = summary.decide_exit_code()
             summary.elapsed_s = round(time.monotonic() - started, 3)
             status = "dry_run" if dry_run else ("completed" if summary.exit_code == 0 else "partial")
             ctx.ledger.finish_run(run_id, status=status, exit_code=summary.exit_code,
                                   balance_after=summary.balance_after, summary=summary.model_dump(mode="json"),
-                                  counts=summary.counts)
+                                  counts={**summary.counts, **summary.run_columns()})
             await publish_catalog(ctx.ledger, options.data_dir)
             await _publish_artifacts(summary, options.data_dir)
     return summary.model_dump(mode="json")

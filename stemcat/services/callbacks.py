@@ -1,9 +1,10 @@
-"""Receive the API's completion callbacks and turn them into durable hints.
+"""Receive the API's completion callbacks: verify, store durably, hand the payload to the waiting job.
 
-A callback is only a hint: its URL carries the job's idempotency token and an HMAC
-of it (so a stranger cannot forge one), the payload is stored in the ledger (so a
-restart can match a late callback to an intent whose taskId was never stored),
-and the waiting poller is woken to fetch the authoritative status with the key.
+A callback's URL carries the job's idempotency token and an HMAC of it (only the API has seen
+that URL, so a stranger cannot forge one); anything else is refused before it is read. The
+payload is stored in the ledger before it is answered (so a restart can match a late callback
+to an intent whose taskId was never stored), then handed to the run's waiting job, which uses
+it in place of a poll when it names the job's own taskId (`tasks.separation.polling`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hmac
 import logging
 import os
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -62,27 +64,52 @@ def _task_id_and_code(payload: dict[str, Any]) -> tuple[str | None, int | None]:
 
 
 class CallbackHub:
-    """Wakes in-process waiters when a callback for their token arrives (thread-safe)."""
+    """Hands verified callbacks to in-process waiters and wakes them (`notify` is thread-safe).
+
+    The latest payload of each token is kept until its job forgets it, also when it arrives
+    before the job started waiting (a fast separation can call back before the submit returned);
+    at most `MAX_KEPT` tokens are kept, the oldest dropped first.
+    """
+
+    MAX_KEPT = 10_000
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     def event(self, token: str) -> asyncio.Event:
-        return self._events.setdefault(token, asyncio.Event())
+        event = self._events.setdefault(token, asyncio.Event())
+        if token in self._payloads:
+            event.set()
+        return event
+
+    def payload(self, token: str) -> dict[str, Any] | None:
+        """The latest callback body received for `token`, if any."""
+        return self._payloads.get(token)
+
+    def discard(self, token: str) -> None:
+        """Drop `token`'s payload (it was used, or it did not name the job's task)."""
+        self._payloads.pop(token, None)
 
     def forget(self, token: str) -> None:
         self._events.pop(token, None)
+        self._payloads.pop(token, None)
 
-    def notify(self, token: str) -> None:
+    def notify(self, token: str, payload: dict[str, Any] | None = None) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._set, token)
+            loop.call_soon_threadsafe(self._set, token, payload)
 
-    def _set(self, token: str) -> None:
+    def _set(self, token: str, payload: dict[str, Any] | None = None) -> None:
+        if payload is not None:
+            self._payloads[token] = payload
+            self._payloads.move_to_end(token)
+            while len(self._payloads) > self.MAX_KEPT:
+                self._payloads.popitem(last=False)
         event = self._events.get(token)
         if event is not None:
             event.set()
@@ -91,7 +118,10 @@ class CallbackHub:
 StoreCallback = Callable[[str, str | None, int | None, dict[str, Any]], Awaitable[None]]
 
 
-def build_app(store: StoreCallback, secret: bytes, on_callback: Callable[[str], None] | None = None) -> Starlette:
+OnCallback = Callable[[str, dict[str, Any]], None]
+
+
+def build_app(store: StoreCallback, secret: bytes, on_callback: OnCallback | None = None) -> Starlette:
     """`store(token, task_id, code, payload)` makes the callback durable before it is answered."""
 
     async def receive(request: Request) -> JSONResponse:
@@ -107,7 +137,7 @@ def build_app(store: StoreCallback, secret: bytes, on_callback: Callable[[str], 
         task_id, code = _task_id_and_code(payload)
         await store(token, task_id, code, payload)
         if on_callback is not None:
-            on_callback(token)
+            on_callback(token, payload)
         return JSONResponse({"code": 200, "msg": "ok"})
 
     return Starlette(routes=[Route("/callback/{token}", receive, methods=["POST"])])

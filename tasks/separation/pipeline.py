@@ -39,8 +39,8 @@ async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:
         return None
     if job_id is None:
         return None
-    if needs_poll and await await_one(ctx, job_id, first_poll_now=poll_now,
-                                      remote_task_id=remote_task_id) != JobStatus.SUCCEEDED:
+    if needs_poll and await await_one(ctx, job_id, first_poll_now=poll_now, remote_task_id=remote_task_id,
+                                      separation_type=item.separation_type) != JobStatus.SUCCEEDED:
         return None
     return job_id, await download_job(ctx, job_id)
 

@@ -135,6 +135,6 @@ async def wait_for_owner(ctx: RunContext, item: WorkItem) -> str | None:
         if job is not None and job.status != JobStatus.INTENT:
             ctx.counts[f"owner_{job.status}"] += 1
             return None
-        await asyncio.sleep(min(ctx.options.poll_initial_s, 1.0))
+        await asyncio.sleep(min(ctx.options.poll_initial_s or 1.0, 1.0))
     ctx.counts["in_flight_elsewhere"] += 1
     return None

@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
+import json
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -99,6 +103,30 @@ class Harness:
         return self.ledger.latest_jobs([(audio_id, "separate_vocal")])[(audio_id, "separate_vocal")]
 
 
+@asynccontextmanager
+async def open_harness(api: ScriptedApi, data_dir: Path, *, run_id: str = RUN_ID, **options: Any) -> AsyncIterator[Harness]:
+    """A run context over `api` and a fresh ledger in `data_dir`; `options` override `RunOptions`."""
+    settings = dict(poll_initial_s=0.01, poll_max_s=0.05, job_timeout_s=5.0) | options
+    run_options = RunOptions(data_dir=data_dir, base_url=BASE_URL, **settings)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(data_dir / "ledger.sqlite")
+    writes = LedgerWriter.open(ledger.path)
+    client = SunoClient(API_KEY, BASE_URL, limiter=NoLimiter(), transport=api.transport, sleep=SleepLog(),
+                        max_read_attempts=2)
+    hub = CallbackHub()
+    async with client:
+        hub.bind(asyncio.get_running_loop())
+        ctx = RunContext(run_id=run_id, options=run_options, ledger=ledger, client=client, secret=SECRET,
+                         callback_base=CALLBACK_BASE, hub=hub, writes=writes)
+        ledger.start_run(run_id, flow_run_id="", manifest="m.csv", params={}, balance_before=None)
+        try:
+            yield Harness(api, ctx)
+        finally:
+            await writes.drain()
+            writes.close()
+            ledger.close()
+
+
 @pytest.fixture
 def api() -> ScriptedApi:
     return ScriptedApi()
@@ -106,22 +134,39 @@ def api() -> ScriptedApi:
 
 @pytest.fixture
 async def harness(api: ScriptedApi, tmp_path: Path) -> AsyncIterator[Harness]:
-    options = RunOptions(data_dir=tmp_path / "data", base_url=BASE_URL, poll_initial_s=0.01, poll_max_s=0.05,
-                         job_timeout_s=5.0)
-    options.data_dir.mkdir(parents=True)
-    ledger = Ledger(options.data_dir / "ledger.sqlite")
-    writes = LedgerWriter.open(ledger.path)
-    client = SunoClient(API_KEY, BASE_URL, limiter=NoLimiter(), transport=api.transport, sleep=SleepLog(),
-                        max_read_attempts=2)
-    hub = CallbackHub()
-    async with client:
-        hub.bind(asyncio.get_running_loop())
-        ctx = RunContext(run_id=RUN_ID, options=options, ledger=ledger, client=client, secret=SECRET,
-                         callback_base=CALLBACK_BASE, hub=hub, writes=writes)
-        ledger.start_run(RUN_ID, flow_run_id="", manifest="m.csv", params={}, balance_before=None)
-        try:
-            yield Harness(api, ctx)
-        finally:
-            await writes.drain()
-            writes.close()
-            ledger.close()
+    async with open_harness(api, tmp_path / "data") as opened:
+        yield opened
+
+
+class FakeSeparations:
+    """A scripted API whose separations take `latency_s`: record-info says PENDING until then.
+
+    With `hub`, each job's callback is delivered to it (as the receiver would) when its
+    separation ends. Counts the requests it answers by path, like the real client would send them.
+    """
+
+    def __init__(self, latency_s: float, hub: Any = None) -> None:
+        self.latency_s = latency_s
+        self.hub = hub
+        self.started: dict[str, float] = {}
+        self.started_wall: dict[str, float] = {}
+        self.api = ScriptedApi()
+        self.api.on(SUBMIT, self._submit)
+        self.api.on(RECORD_INFO, self._record)
+
+    def _submit(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        task_id = f"remote-{len(self.started) + 1}"
+        self.started[task_id] = time.monotonic()
+        self.started_wall[task_id] = time.time()
+        if self.hub is not None:
+            token = urlsplit(body["callBackUrl"]).path.rsplit("/", 1)[-1]
+            asyncio.get_running_loop().call_later(self.latency_s, self.hub.notify, token, callback_payload(task_id))
+        return ok_submit(task_id)
+
+    def _record(self, request: httpx.Request) -> httpx.Response:
+        task_id = request.url.params["taskId"]
+        elapsed = time.monotonic() - self.started[task_id]
+        if elapsed < self.latency_s:
+            return record(task_id, "PENDING")
+        return record(task_id, created_ms=int(self.started_wall[task_id] * 1000), latency_ms=int(self.latency_s * 1000))

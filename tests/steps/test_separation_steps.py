@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -12,7 +10,6 @@ from stemcat.client import CREDITS_PER_TYPE, SeparationType
 from stemcat.tasks.separation.actions import Action
 from stemcat.tasks.separation.pipeline import run_job
 from stemcat.tasks.separation.planning import classify
-from stemcat.tasks.separation.polling import await_one
 from stemcat.tasks.separation.submit import submit_one
 from stemcat.tasks.tracks import TrackKey
 
@@ -77,14 +74,3 @@ async def test_a_failed_separation_is_recorded_and_not_downloaded(harness: Harne
     assert await run_job(harness.ctx, item()) is None
     assert harness.job().status is JobStatus.FAILED
     assert replan(harness) == Action.SKIP_FAILED
-
-
-async def test_a_callback_wakes_the_waiting_job_before_its_poll_is_due(harness: Harness) -> None:
-    harness.ctx.options.poll_initial_s = 30.0  # the poll is not due within the test
-    harness.api.on(SUBMIT, ok_submit("remote-1"))
-    harness.api.on(RECORD_INFO, record("remote-1"))
-    job_id, remote = await submit_one(harness.ctx, item())
-    waiting = asyncio.create_task(await_one(harness.ctx, job_id, first_poll_now=False, remote_task_id=remote))
-    await asyncio.sleep(0.01)
-    harness.ctx.hub.notify(job_id)
-    assert await asyncio.wait_for(waiting, timeout=2) == JobStatus.SUCCEEDED
