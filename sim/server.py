@@ -12,6 +12,7 @@ from stemcat.sim.app import build_app
 from stemcat.sim.config import FaultSpec, SimConfig
 from stemcat.sim.files import install_truncation_filter
 from stemcat.sim.models import Charge, SeparationTaskView, SimStats, SimTrack, TrackTruth
+from stemcat.sim.render import default_song_cache
 from stemcat.sim.runtime import SimRuntime
 
 _STARTUP_TIMEOUT_S = 15.0
@@ -46,11 +47,13 @@ class SimServer:
         except ServiceStartError as exc:
             raise SimServerError(str(exc)) from exc
         self._service = service
-        if self.config.cache_dir is None:
+        if self.config.cache_dir is not None:
+            cache_root = Path(self.config.cache_dir)
+        elif self.config.songs == "realistic":
+            cache_root = default_song_cache()  # minutes to render: keep them for the next simulator
+        else:
             self._tempdir = tempfile.TemporaryDirectory(prefix="suno-sim-")
             cache_root = Path(self._tempdir.name)
-        else:
-            cache_root = Path(self.config.cache_dir)
         self._runtime = SimRuntime(self.config, self.base_url, cache_root)
         install_truncation_filter()
         service.app = build_app(self._runtime)

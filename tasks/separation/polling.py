@@ -19,7 +19,7 @@ from typing import Any
 
 from stemcat.catalog import JobStatus, Ledger
 from stemcat.client import CallbackPayload, SeparationRecord, SunoError, SuccessFlag
-from stemcat.client.shared_pacing import polling
+from stemcat.client.ratelimit import polling
 from stemcat.tasks.context import RunContext, RunOptions
 from stemcat.tasks.separation.poll_timing import HISTORY, PROBE_INITIAL_S, LatencyEstimator, next_poll_delay
 from stemcat.tasks.separation.progress import reporter
