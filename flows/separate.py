@@ -34,25 +34,24 @@ from prefect.states import Failed, State
 from prefect.utilities.annotations import quote
 from pydantic import ValidationError
 
-from stemcat.catalog import Ledger, LedgerWriter, RejectRow
+from stemcat.catalog import JobStatus, Ledger, LedgerWriter, RejectRow
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.outcome import finish, summary_of
 from stemcat.flows.preflight import PreflightError, check_run_inputs
 from stemcat.flows.summary import RunSummary
 from stemcat.client import SunoClient, SunoError, TransportFailure
-from stemcat.tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
+from stemcat.services.callbacks import CallbackHub, CallbackReceiver, load_secret
 from stemcat.tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
 from stemcat.tasks.analyze import analyze_batch
 from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
-from stemcat.tasks.plan import Plan, classify, plan_batch
-from stemcat.tasks.planning import Action
-from stemcat.tasks.progress import ProgressReporter, reporter, set_reporter
+from stemcat.tasks.separation.planning import Plan, classify
+from stemcat.tasks.separation.steps import plan_batch, reconcile_intents, separate_batch
+from stemcat.tasks.separation.actions import Action
+from stemcat.tasks.separation.progress import ProgressReporter, reporter, set_reporter
 from stemcat.tasks.publish import publish_catalog
-from stemcat.tasks.reconcile import reconcile_intents
-from stemcat.tasks.pipeline import separate_batch
 from stemcat.tasks.tracks import stage_rows, stage_tracks
-from stemcat.tasks.window import BatchEntry
+from stemcat.tasks.separation.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
 
@@ -194,7 +193,7 @@ async def process_batch(ctx: RunContext, active: list[WorkItem], entry: BatchEnt
              ctx.counts.get("submitted", 0), ctx.counts.get("downloaded", 0))
     if not ctx.options.analyze:  # left to `stemcat analyze`
         return
-    downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
+    downloaded = [job_id for job_id, status in results.items() if status == JobStatus.DOWNLOADED]
     fresh = await _not_analysed(ctx, downloaded)
     if fresh:  # quality figures, on the worker that downloaded, while the files are warm
         await call_task(analyze_batch, ctx, quote(fresh))
@@ -443,12 +442,13 @@ async def _separate(options: RunOptions, manifest_path: Path, run_id: str, start
                     summary.balance_after = await call_task(read_balance, ctx.client)
                 except RunAborted as error:  # the outcome is already decided; the balance is a nicety
                     log.warning("the closing balance could not be read: %s", error)
+            summary.count_requests(ctx.client.requests_sent)
             summary.exit_code = summary.decide_exit_code()
             summary.elapsed_s = round(time.monotonic() - started, 3)
             status = "dry_run" if dry_run else ("completed" if summary.exit_code == 0 else "partial")
             ctx.ledger.finish_run(run_id, status=status, exit_code=int(summary.exit_code),
                                   balance_after=summary.balance_after, summary=summary.model_dump(mode="json"),
-                                  counts=summary.counts)
+                                  counts={**summary.counts, **summary.run_columns()})
             await call_task(publish_catalog, ctx.ledger, options.data_dir)
             await _publish_artifacts(summary, options.data_dir)
     return summary

@@ -16,7 +16,7 @@ def serve_callbacks(data_dir: Path, *, ledger_url: str | None, host: str, port: 
                     ready: Callable[[str], None]) -> None:
     """Receive the API's callbacks into the ledger until Ctrl-C; `ready` gets the base URL."""
     from stemcat.catalog import Ledger
-    from stemcat.tasks.callbacks import CallbackReceiver, load_secret
+    from stemcat.services.callbacks import CallbackReceiver, load_secret
 
     ledger = Ledger.open(data_dir, ledger_url)
     try:

@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     concurrency: int | None = Field(default=None, ge=1, description="Jobs in flight: concurrency x batch size.")
     download_concurrency: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1, description="Tracks per Prefect task run.")
-    poll_initial_s: float | None = Field(default=None, gt=0, description="First poll this long after submitting.")
+    poll_initial_s: float | None = Field(
+        default=None, gt=0, description="First poll this long after submitting (default: timed from observed latencies).")
     poll_max_s: float | None = Field(default=None, gt=0, description="Longest wait between polls of one job.")
     job_timeout_s: float | None = Field(default=None, gt=0,
                                         description="Stop polling a job after this; a later run resumes it.")

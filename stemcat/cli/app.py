@@ -94,7 +94,8 @@ def run(
                                                      "as any other ends [env STEMCAT_CONCURRENCY].")] = None,
     download_concurrency: Annotated[int | None, typer.Option(help="Parallel stem downloads.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tracks per Prefect task run.")] = None,
-    poll_initial: Annotated[float | None, typer.Option(help="Seconds before the first poll of a job.")] = None,
+    poll_initial: Annotated[float | None, typer.Option(
+        help="Seconds before the first poll of a job (default: timed from the separation latencies seen).")] = None,
     poll_max: Annotated[float | None, typer.Option(help="Longest wait between polls of a job.")] = None,
     job_timeout: Annotated[float | None, typer.Option(help="Stop polling a job after this many seconds.")] = None,
     max_download_mb: Annotated[float | None, typer.Option(help="Refuse stem files larger than this.")] = None,

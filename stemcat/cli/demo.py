@@ -34,7 +34,7 @@ def run_demo(console: Console, *, data_dir: Path, tracks: int) -> int:
         console.print(f"[bold]simulator[/bold] {base_url}   [bold]manifest[/bold] {manifest} ({tracks} tracks)")
         code = run_flow(dict(  # the default rate limit, concurrency and caps; quicker polls for short songs
             manifest=str(manifest), data_dir=str(data_dir), base_url=base_url, batch_size=6,
-            poll_initial_s=1.0, poll_max_s=3.0, job_timeout_s=300.0, max_download_mb=50.0,
+            poll_max_s=3.0, job_timeout_s=300.0, max_download_mb=50.0,
         ))
     con = open_catalog(data_dir)
     console.print(f"\n[bold]catalog[/bold] {data_dir / 'catalog.duckdb'}  (Parquet under {data_dir / 'catalog'})")
