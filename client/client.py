@@ -13,6 +13,7 @@ import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -37,6 +38,7 @@ from stemcat.client.errors import (
     DownloadFailed,
     DownloadTruncated,
     ErrorPolicy,
+    GaveUpWaiting,
     Maintenance,
     ResponseFormatError,
     ServerError,
@@ -60,6 +62,27 @@ from stemcat.client.transport_errors import describe, provably_unsent, sanitized
 
 # Awaited once, right before a paid request leaves (see `SunoClient.submit`).
 BeforeSend = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class SubmitReceipt:
+    """How far one paid submit got: kept current while `SunoClient.submit` runs, read when it raises.
+
+    A run may be stopped (Ctrl-C, a worker cancelling it) while a submit waits for the limiter
+    or out a Retry-After between attempts. Nothing is on the wire then, and when every answer
+    so far said "not executed" (405/430/455, a connection never made) the API has not run it:
+    `not_executed` tells the caller it may record the job as not submitted, whatever stopped it.
+    """
+
+    attempts: int = 0  # requests put on the wire
+    in_flight: bool = False  # one of them is on the wire now, unanswered
+    maybe_executed: bool = False  # an answer (or a broken exchange) that does not say "not executed"
+    refusal: SunoError | None = None  # the latest "not executed" answer, if any
+
+    @property
+    def not_executed(self) -> bool:
+        """No attempt can have been executed: none is in flight and none was answered ambiguously."""
+        return not (self.in_flight or self.maybe_executed)
 
 logger = logging.getLogger("stemcat.client")
 
@@ -212,7 +235,9 @@ class SunoClient:
 
     # --- API calls -------------------------------------------------------------------------
 
-    async def submit(self, request: GenerateRequest, *, before_send: BeforeSend | None = None) -> str:
+    async def submit(
+        self, request: GenerateRequest, *, before_send: BeforeSend | None = None, receipt: SubmitReceipt | None = None
+    ) -> str:
         """PAID. Ask for a separation and return its taskId.
 
         Re-sent only after a connect failure or a 405/430/455 (not executed). Any other
@@ -223,12 +248,17 @@ class SunoClient:
         just before the request leaves: the place to record a durable intent, so that time
         spent waiting for the limiter never counts as "maybe sent". Whatever it raises
         propagates and nothing is sent.
+
+        `receipt`, when given, is kept current: if the call is stopped by anything (a
+        cancellation while it waits out a Retry-After included), `receipt.not_executed` says
+        whether the API can have run it.
         """
         body = request.to_wire()
         pending = [before_send] if before_send is not None else []
+        progress = receipt if receipt is not None else SubmitReceipt()
 
         async def attempt() -> str:
-            return await self._submit_once(body, pending)
+            return await self._submit_once(body, pending, progress)
 
         return await self._retrying(_is_retryable_submit_error)(attempt)
 
@@ -237,9 +267,23 @@ class SunoClient:
         envelope = await self._read(RECORD_INFO_PATH, {"taskId": _require_id(task_id)})
         return SeparationRecord.from_envelope(envelope)
 
-    async def credits(self) -> int:
-        """The key's remaining credit balance."""
-        return parse_credit_balance(await self._read(CREDIT_PATH, None))
+    async def credits(self, *, max_wait_s: float | None = None) -> int:
+        """The key's remaining credit balance.
+
+        With `max_wait_s`, gives up (`GaveUpWaiting`) rather than wait longer than that in all,
+        for the limiter, a Retry-After or retries: a closing read must not hold a stopping run.
+        """
+        if max_wait_s is None:
+            return parse_credit_balance(await self._read(CREDIT_PATH, None))
+        try:
+            async with asyncio.timeout(max_wait_s):
+                envelope = await self._read(CREDIT_PATH, None)
+        except TimeoutError:
+            raise GaveUpWaiting(
+                f"No credit balance within {max_wait_s:g} s (rate limit, Retry-After or retries)",
+                endpoint=CREDIT_PATH,
+            ) from None
+        return parse_credit_balance(envelope)
 
     async def generation_record(self, task_id: str) -> GenerationRecord:
         """Details of a music-generation task, listing its audio variations."""
@@ -288,16 +332,27 @@ class SunoClient:
     async def _read(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
         return await self._retrying(_is_retryable_read_error)(self._call, "GET", path, params, None)
 
-    async def _submit_once(self, body: dict[str, str], before_send: list[BeforeSend]) -> str:
+    async def _submit_once(self, body: dict[str, str], before_send: list[BeforeSend], receipt: SubmitReceipt) -> str:
         try:
-            envelope = await self._call("POST", SUBMIT_PATH, None, body, before_send)
-            return parse_submitted_task_id(envelope)
+            envelope = await self._call("POST", SUBMIT_PATH, None, body, before_send, receipt)
+        except (Throttled, Maintenance) as exc:
+            receipt.refusal = exc
+            raise
         except TransportFailure as exc:
             if not exc.request_sent:
+                receipt.refusal = exc
                 raise
+            receipt.maybe_executed = True
             raise self._unknown_submit(exc, "the connection failed after the request was sent") from None
         except ServerError as exc:
+            receipt.maybe_executed = True
             raise self._unknown_submit(exc, f"the server answered {exc.code}") from None
+        except ResponseFormatError as exc:
+            receipt.maybe_executed = True
+            raise self._unknown_submit(exc, "the answer could not be read") from None
+        receipt.maybe_executed = True  # accepted, as far as the caller still has to find out
+        try:
+            return parse_submitted_task_id(envelope)
         except ResponseFormatError as exc:
             raise self._unknown_submit(exc, "the answer could not be read") from None
 
@@ -317,6 +372,7 @@ class SunoClient:
         params: dict[str, str] | None,
         json_body: dict[str, str] | None,
         before_send: list[BeforeSend] | None = None,
+        receipt: SubmitReceipt | None = None,
     ) -> dict[str, Any]:
         """One rate-limited API request; raises the mapped `SunoError` for any failure."""
         await self._limiter.acquire()
@@ -324,6 +380,9 @@ class SunoClient:
             async with self._api.client() as http:
                 while before_send:  # a paid request's intent is recorded once it is next to leave
                     await before_send.pop()()
+                if receipt is not None:
+                    receipt.attempts += 1
+                    receipt.in_flight = True
                 async with http.stream(
                     method,
                     path,
@@ -334,12 +393,16 @@ class SunoClient:
                 ) as response:
                     body = await _read_capped(response, _MAX_API_BODY_BYTES)
         except httpx.RequestError as exc:
+            if receipt is not None:
+                receipt.in_flight = False  # `request_sent` says whether it may have arrived
             logger.debug("%s %s failed: %s", method, path, describe(exc, self._auth.secrets))
             raise TransportFailure(
                 f"Network failure: {describe(exc, self._auth.secrets)}",
                 request_sent=not provably_unsent(exc),
                 endpoint=path,
             ) from sanitized(exc, self._auth.secrets)
+        if receipt is not None:
+            receipt.in_flight = False  # answered; what the answer means is the caller's to say
         logger.debug("%s %s -> HTTP %d", method, path, response.status_code)
         try:
             envelope = check_envelope(

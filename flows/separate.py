@@ -48,6 +48,7 @@ from stemcat.tasks.tracks import stage_rows, stage_tracks
 from stemcat.tasks.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
+CLOSING_BALANCE_WAIT_S = 5.0  # the closing read gives up (balance unknown) rather than wait out a Retry-After
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,10 @@ def new_run_id() -> str:
 
 
 @task(name="read-balance", cache_policy=NONE, retries=0)
-async def read_balance(client: SunoClient) -> int | None:
-    """The account's credit balance (free call); None when it cannot be read."""
+async def read_balance(client: SunoClient, max_wait_s: float | None = None) -> int | None:
+    """The account's credit balance (free call); None when it cannot be read (within `max_wait_s`)."""
     try:
-        return await client.credits()
+        return await client.credits(max_wait_s=max_wait_s)
     except SunoError as error:
         if error.policy.value == "run":
             raise RunAborted(str(error), 4) from error
@@ -308,7 +309,7 @@ async def separate_manifest(
             summary.stop_reason = ctx.stop_reason
             summary.credits_committed = ctx.ledger.spend_total(run_id)
             if not dry_run and refused is None:
-                summary.balance_after = await read_balance(ctx.client)
+                summary.balance_after = await read_balance(ctx.client, CLOSING_BALANCE_WAIT_S)
             summary.exit_code = summary.decide_exit_code()
             summary.elapsed_s = round(time.monotonic() - started, 3)
             status = "dry_run" if dry_run else ("completed" if summary.exit_code == 0 else "partial")
