@@ -24,7 +24,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from stemcat.client.backoff import JitteredBackoff, parse_retry_after
 from stemcat.client.connections import LentConnections
-from stemcat.client.download import DownloadResult, download_to_file
+from stemcat.client.download import (
+    DownloadResult,
+    HostGuard,
+    Resolver,
+    download_to_file,
+    is_loopback_host,
+    resolve_host,
+)
 from stemcat.client.endpoints import (
     CREDIT_PATH,
     DEFAULT_BASE_URL,
@@ -171,6 +178,7 @@ class SunoClient:
         max_download_connections: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        resolver: Resolver | None = None,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -180,6 +188,11 @@ class SunoClient:
         if backoff_initial_s < 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need 0 <= backoff_initial_s <= backoff_max_s")
         self.base_url = _resolve_base_url(base_url)
+        # Stem hosts must be public, unless the API itself is on loopback (the simulator). A custom
+        # transport decides where names go, so without a `resolver` only IP literals are vetted then.
+        self._host_guard: HostGuard | None = None
+        if not is_loopback_host(urlsplit(self.base_url).hostname):
+            self._host_guard = HostGuard(resolver or (None if transport is not None else resolve_host))
         self._auth = _BearerAuth(key)
         install_log_masking(key)
         # A limiter of its own is on the key's shared budget (as a run's is), and closed with the client.
@@ -302,7 +315,9 @@ class SunoClient:
     ) -> DownloadResult:
         """Stream a stem file into `dest` (a `.part` path), resuming bytes already there.
 
-        No Authorization header is sent: file URLs may be on third-party hosts. The sha256 is
+        No Authorization header is sent: file URLs may be on third-party hosts, and a host that is
+        (or resolves to) a loopback, private or link-local address is refused before any connection,
+        unless the API base URL is itself on loopback. The sha256 is
         of the bytes on disk. With `fsync=False` the caller forces the file to disk itself
         (for instance outside a concurrency slot, together with its other file work).
         """
@@ -315,6 +330,7 @@ class SunoClient:
             expected_bytes=expected_bytes,
             retrying=lambda: self._retrying(_is_retryable_download_error),
             fsync=fsync,
+            guard=self._host_guard,
         )
 
     # --- plumbing --------------------------------------------------------------------------
