@@ -1,0 +1,1 @@
+"""Long-lived HTTP services of stemcat and the pieces they share."""
