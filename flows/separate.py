@@ -308,6 +308,9 @@ async def separate_manifest(
             summary.counts = dict(ctx.counts)
             summary.stop_reason = ctx.stop_reason
             summary.credits_committed = ctx.ledger.spend_total(run_id)
+            summary.jobs = ctx.ledger.job_status_counts(run_id)
+            summary.incomplete = {f"{j.audio_id}/{j.separation_type}": j.missing
+                                  for j in ctx.ledger.jobs_by_status(["incomplete"], limit=100)}
             if not dry_run and refused is None:
                 summary.balance_after = await read_balance(ctx.client, CLOSING_BALANCE_WAIT_S)
             summary.exit_code = summary.decide_exit_code()

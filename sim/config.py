@@ -74,6 +74,7 @@ class FaultSpec(BaseModel):
     truncate_at: int | None = Field(default=None, ge=0)  # file only: bytes sent before the connection closes
     retry_after: float | None = Field(default=None, ge=0.0)
     match: str | None = None  # substring of the request subject (path, query, taskId, audioId)
+    stems_listed: int | None = Field(default=None, ge=0)  # record_info only: a SUCCESS lists only its first N stems
 
     @model_validator(mode="after")
     def _consistent(self) -> FaultSpec:
@@ -83,6 +84,8 @@ class FaultSpec(BaseModel):
             raise ValueError("after_accept applies to the generate route only")
         if self.truncate_at is not None and self.route != "file":
             raise ValueError("truncate_at applies to the file route only")
+        if self.stems_listed is not None and self.route != "record_info":
+            raise ValueError("stems_listed applies to the record_info route only")
         if self.code is not None and not 100 <= self.code <= 599:
             raise ValueError("code must be an HTTP-like status code")
         return self

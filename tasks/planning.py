@@ -40,7 +40,7 @@ def decide(status: str | None, policy: ResubmitPolicy = ResubmitPolicy()) -> Act
         return Action.SUBMIT
     if status == "intent":
         return Action.RECONCILE
-    if status == "submitted":
+    if status in ("submitted", "incomplete"):  # incomplete: a free re-read may list the missing stems
         return Action.POLL
     if status in ("succeeded", "downloaded"):
         return Action.DOWNLOAD

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from stemcat.client import (
     CREDITS_PER_TYPE,
+    STEMS_BY_TYPE,
     ErrorPolicy,
     GenerateRequest,
     InsufficientCredits,
@@ -23,6 +24,7 @@ from stemcat.client import (
     SeparationType,
     SubmitOutcomeUnknown,
     SubmitReceipt,
+    SuccessFlag,
     SunoError,
 )
 from stemcat.catalog import Job, Ledger
@@ -165,14 +167,20 @@ def _expiry(record: SeparationRecord) -> float:
 async def store_record(ctx: RunContext, job_id: str, record: SeparationRecord) -> str | None:
     """Write a terminal record-info answer to the ledger; returns the new status or None if pending."""
     flag = record.success_flag
-    if record.stem_urls and flag.has_results:
+    if flag.has_results and (record.stem_urls or flag is SuccessFlag.SUCCESS):
         expires = _expiry(record)
-        await ctx.writes.write(
+        status = await ctx.writes.write(
             Ledger.mark_succeeded, job_id, success_flag=str(flag),
             completed_at=record.complete_time.timestamp() if record.complete_time else None,
             origin_url=record.origin_url,
             stems=[(str(stem), url, expires) for stem, url in record.stem_urls.items()],
+            documented_stems=STEMS_BY_TYPE,
         )
+        if status == "incomplete":
+            job = await ctx.writes.read(Ledger.get_job, job_id)
+            log.warning("job %s finished without stems %s (recorded incomplete; a later run re-reads it for free)",
+                        job_id, ", ".join(job.missing) if job else "?")
+            return "incomplete"
         return "succeeded"
     if flag.is_terminal:
         await ctx.writes.write(
@@ -215,7 +223,7 @@ async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool, remot
             except SunoError as error:
                 _abort_if_run_fatal(error)
                 log.warning("polling job %s failed: %s (it stays submitted)", job_id, error)
-                ctx.counts["poll_errors"] += 1
+                ctx.counts["poll_error"] += 1
                 return "poll_error"
             status = await store_record(ctx, job_id, record)
             if status is not None:
