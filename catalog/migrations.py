@@ -82,9 +82,8 @@ def widen_check_constraints(con: sqlite3.Connection) -> list[str]:
                 continue
             dropped = set(stored_values) - set(wanted)
             if dropped:
-                raise CatalogError(
-                    f"ledger table {table.name!r} allows {sorted(dropped)} in {column!r}: it cannot be narrowed in place"
-                )
+                raise CatalogError(f"ledger table {table.name!r} allows {sorted(dropped)} in {column!r}:"
+                                   " it cannot be narrowed in place")
             updated = updated.replace(_find_check(updated, column), constraint)
         if updated != stored_sql:
             _rewrite_table_sql(con, table.name, updated)

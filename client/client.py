@@ -91,6 +91,7 @@ class SubmitReceipt:
         """No attempt can have been executed: none is in flight and none was answered ambiguously."""
         return not (self.in_flight or self.maybe_executed)
 
+
 logger = logging.getLogger("stemcat.client")
 
 Sleep = Callable[[float], Awaitable[None]]

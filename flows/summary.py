@@ -22,8 +22,8 @@ EXIT_MEANINGS = {
 }
 
 # Outcomes that leave a valid manifest row without its stems.
-UNFINISHED = ("failed", "unknown", "incomplete", "timed_out", "poll_error", "expired", "download_failed", "not_submitted",
-              "skip_unknown", "skip_failed", "skip_expired", "in_flight_elsewhere")
+UNFINISHED = ("failed", "unknown", "timed_out", "poll_error", "expired", "download_failed", "not_submitted",
+              "skip_unknown", "skip_failed", "skip_expired", "in_flight_elsewhere", "incomplete")
 
 
 # Ledger statuses that leave a job this run claimed without its stems (also when no counter saw why).

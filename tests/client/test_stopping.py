@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -33,9 +34,15 @@ async def _no_sleep(_seconds: float) -> None:
     await asyncio.sleep(0)
 
 
-def _client(api: ScriptedApi, *, sleep: Callable[[float], object] = asyncio.sleep) -> SunoClient:
+@asynccontextmanager
+async def _client(api: ScriptedApi, *, sleep: Callable[[float], object] = asyncio.sleep) -> AsyncIterator[SunoClient]:
     # The real limiter on real time: a 430 makes it hold the key for the whole Retry-After.
-    return SunoClient(API_KEY, BASE_URL, limiter=SharedLimiter(), transport=api.transport, sleep=sleep)
+    limiter = SharedLimiter()
+    try:
+        async with SunoClient(API_KEY, BASE_URL, limiter=limiter, transport=api.transport, sleep=sleep) as client:
+            yield client
+    finally:
+        await limiter.aclose()
 
 
 async def _cancel_when(task: asyncio.Task[object], ready: Callable[[], bool]) -> float:
