@@ -189,8 +189,8 @@ def _budget_cap(plan: Plan, options: RunOptions, balance: int | None) -> int | N
 @asynccontextmanager
 async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunContext]:
     options.data_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(options.data_dir / "ledger.sqlite")
-    writes = LedgerWriter.open(ledger.path)
+    ledger = Ledger.open(options.data_dir, options.ledger_url)
+    writes = LedgerWriter(ledger.reopen(busy_timeout_s=0.0))
     secret = load_secret(options.data_dir)
     limiter = make_limiter(options)
     try:
@@ -257,6 +257,7 @@ async def separate_manifest(
     rate_store: str | None = None,
     poll_share: float | None = None,
     analyze: bool = True,
+    ledger_url: str | None = None,
 ) -> dict:
     """Separate every track of a manifest into stems and catalog them. Returns the run summary."""
     started = time.monotonic()
@@ -272,6 +273,7 @@ async def separate_manifest(
         callback_url=callback_url or settings.callback_url,
         rate_store=rate_store or settings.rate_store, analyze=analyze,
         poll_share=settings.poll_share if poll_share is None else poll_share,
+        ledger_url=ledger_url or settings.ledger_url,
     )
     run_id = new_run_id()
     manifest_path = Path(manifest)

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     poll_max_s: float = Field(default=60.0, gt=0, description="Longest wait between polls of one job.")
     job_timeout_s: float = Field(default=1800.0, gt=0, description="Stop polling a job after this; a later run resumes it.")
     max_download_mb: float = Field(default=200.0, gt=0, description="Refuse any stem file larger than this.")
+    ledger_url: str | None = Field(default=None, repr=False, description="postgresql://… ledger shared by "
+                                   "several hosts; unset: ledger.sqlite in the data directory.")
 
 
 def load_settings() -> Settings:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from stemcat.cli.ledger_option import LedgerUrlOption, resolve_ledger_url
 from stemcat.settings import Settings, load_settings, quiet_prefect_environment
 
 quiet_prefect_environment()
@@ -87,6 +88,7 @@ def run(
     rate_store: Annotated[str | None, typer.Option(help="Shared rate budget for concurrent runs "
                                                    "[env STEMCAT_RATE_STORE].")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    ledger_url: LedgerUrlOption = None,
 ) -> None:
     """Separate every track of MANIFEST into stems, download them, and update the catalog."""
     settings = load_settings()
@@ -102,6 +104,7 @@ def run(
         callback_url=callback_url or settings.callback_url,
         rate_store=rate_store or settings.rate_store,
         poll_share=settings.poll_share if poll_share is None else poll_share, analyze=analyze,
+        ledger_url=resolve_ledger_url(ledger_url, settings),
     )
     if not (settings.api_key and settings.api_key.get_secret_value().strip()):
         err_console.print("[red]SUNO_API_KEY is not set.[/red] Export your key (it is only ever sent in the "
@@ -186,21 +189,6 @@ def demo(
     raise typer.Exit(run_demo(console, data_dir=data_dir, tracks=tracks))
 
 
-pacer_app = typer.Typer(no_args_is_help=True, help="The shared rate-budget service for runs on several machines.")
-app.add_typer(pacer_app, name="pacer")
-
-
-@pacer_app.command("serve")
-def pacer_serve(
-    host: Annotated[str, typer.Option(help="Interface; bind it to a trusted network only.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8790,
-) -> None:
-    """Hold every key's rate budget for runs anywhere (point them at it with --rate-store http://HOST:PORT)."""
-    from stemcat.client.ratelimit.pacer_service import serve
-
-    serve(host=host, port=port)
-
-
 def _register_commands() -> None:
     from stemcat.cli.cmd_analyze import analyze_command
     from stemcat.cli.cmd_export import export_command
@@ -228,6 +216,7 @@ def callbacks_serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8766,
     data_dir: DataDirOption = None,
+    ledger_url: LedgerUrlOption = None,
 ) -> None:
     """Receive the API's callbacks into the ledger, independently of any run (point STEMCAT_CALLBACK_URL here).
 
@@ -240,8 +229,9 @@ def callbacks_serve(
     from stemcat.catalog import Ledger
     from stemcat.tasks.callbacks import CallbackReceiver, load_secret
 
-    directory = _data_dir(data_dir, load_settings())
-    ledger = Ledger(directory / "ledger.sqlite")
+    settings = load_settings()
+    directory = _data_dir(data_dir, settings)
+    ledger = Ledger.open(directory, resolve_ledger_url(ledger_url, settings))
     with CallbackReceiver(ledger, load_secret(directory), host=host, port=port) as receiver:
         console.print(f"receiving callbacks on {receiver.base_url}/callback/<token>  (Ctrl-C stops)")
         try:

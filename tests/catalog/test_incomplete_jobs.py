@@ -1,4 +1,7 @@
-"""A finished separation lacking documented stems is `incomplete`, names them, and completes on a later read."""
+"""A finished separation lacking documented stems is `incomplete`, names them, and completes on a later read.
+
+The behaviour runs on both ledger backends; each backend's in-place upgrade of an older ledger has a test.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ def _links(*names: str) -> list[tuple[str, str, float | None]]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path):
-    led = Ledger(tmp_path / "ledger.sqlite")
+def ledger(ledger_target):
+    led = ledger_target.ledger()
     led.start_run("r1", flow_run_id=None, manifest="m.csv", params={}, balance_before=None)
     yield led
     led.close()
@@ -114,3 +117,28 @@ def test_a_check_constraint_is_never_narrowed(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="narrowed"):
         widen_check_constraints(con)
     con.close()
+
+
+def test_an_older_postgres_ledger_learns_the_new_status(postgres_url: str) -> None:
+    import psycopg
+
+    from stemcat.catalog.ledger.postgres_backend import PostgresBackend
+    from stemcat.catalog.migrations import POSTGRES_MIGRATIONS_TABLE
+
+    Ledger(backend=PostgresBackend(postgres_url)).close()
+    with psycopg.connect(postgres_url, autocommit=True) as con:  # as an older stemcat left it
+        (name,) = con.execute("SELECT conname FROM pg_constraint WHERE conrelid = 'jobs'::regclass AND contype = 'c'"
+                              " AND pg_get_constraintdef(oid) LIKE '%intent%'").fetchone()
+        con.execute(f'ALTER TABLE jobs DROP CONSTRAINT "{name}"')
+        con.execute(f"""ALTER TABLE jobs ADD CONSTRAINT "{name}" CHECK ("status" IN ('intent', 'submitted', """
+                    "'succeeded', 'failed', 'unknown', 'not_submitted', 'downloaded', 'expired'))")
+        con.execute(f"DELETE FROM {POSTGRES_MIGRATIONS_TABLE} WHERE version = {SCHEMA_VERSION}")
+    ledger = Ledger(backend=PostgresBackend(postgres_url))
+    try:
+        ledger.start_run("r1", flow_run_id=None, manifest=None, params={}, balance_before=None)
+        job_id = _submitted(ledger)
+        ledger.mark_succeeded(job_id, success_flag="SUCCESS", completed_at=None, origin_url=None,
+                              stems=_links("vocals"), documented_stems=DOCUMENTED)
+        assert ledger.get_job(job_id).status == "incomplete"
+    finally:
+        ledger.close()
