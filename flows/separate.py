@@ -49,6 +49,7 @@ from stemcat.tasks.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
 CLOSING_BALANCE_WAIT_S = 5.0  # the closing read gives up (balance unknown) rather than wait out a Retry-After
+STOPPING_BALANCE_WAIT_S = 1.0  # ... and sooner when the run is being stopped (Ctrl-C, a cancelled flow run)
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,9 @@ async def separate_manifest(
             summary.incomplete = {f"{j.audio_id}/{j.separation_type}": j.missing
                                   for j in ctx.ledger.jobs_by_status(["incomplete"], limit=100)}
             if not dry_run and refused is None:
-                summary.balance_after = await read_balance(ctx.client, CLOSING_BALANCE_WAIT_S)
+                stopping = (current := asyncio.current_task()) is not None and current.cancelling() > 0
+                summary.balance_after = await read_balance(
+                    ctx.client, STOPPING_BALANCE_WAIT_S if stopping else CLOSING_BALANCE_WAIT_S)
             summary.exit_code = summary.decide_exit_code()
             summary.elapsed_s = round(time.monotonic() - started, 3)
             status = "dry_run" if dry_run else ("completed" if summary.exit_code == 0 else "partial")

@@ -47,7 +47,7 @@ def test_cancelled_run_with_a_long_retry_after_stops_in_seconds_and_the_refused_
         return time.monotonic() - started
 
     stopped_in = asyncio.run(cancel_after_refusal())
-    assert stopped_in < 10, stopped_in
+    assert stopped_in < 8, stopped_in  # the closing balance read gives up after 1 s
     ledger = Ledger(data_dir / "ledger.sqlite")
     try:
         jobs = ledger.jobs_by_status(["intent", "unknown", "not_submitted", "submitted"])
