@@ -96,6 +96,17 @@ def with_stems_listed(body: JsonDict, keep: int) -> JsonDict:
     return {**body, "data": {**data, "response": trimmed}}
 
 
+def callback_with_stems_listed(body: JsonDict, info_key: str, keep: int) -> JsonDict:
+    """A success callback that lists only its first `keep` stem URLs (the others left out)."""
+    data = body.get("data") or {}
+    info = data.get(info_key)
+    if not isinstance(info, dict):
+        return body
+    listed = [k for k in info if k.endswith("_url") and k != "origin_url"]
+    trimmed = {k: v for k, v in info.items() if k not in listed[keep:]}
+    return {**body, "data": {**data, info_key: trimmed}}
+
+
 def record_info(
     *,
     task_id: str,

@@ -64,6 +64,8 @@ def test_a_success_missing_stems_is_incomplete_then_completed_for_free_by_the_ne
 
     manifest = make_tracks_manifest(sim, 1, tmp_path / "m.csv", types=("split_stem",))
     data_dir = tmp_path / "data"
+    # Both channels lack 9 of the 12 stems: the callback (which would settle the job without a poll) and record-info.
+    sim.inject(FaultSpec(route="callback", stems_listed=3, times=-1))
     sim.inject(FaultSpec(route="record_info", stems_listed=3, times=-1))
     first = run_flow(manifest, data_dir, sim.base_url)
     assert first["exit_code"] == 1 and first["counts"].get("incomplete") == 1, first
