@@ -54,6 +54,8 @@ from stemcat.tasks.tracks import stage_rows, stage_tracks
 from stemcat.tasks.separation.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
+CLOSING_BALANCE_WAIT_S = 5.0  # the closing read gives up (balance unknown) rather than wait out a Retry-After
+STOPPING_BALANCE_WAIT_S = 1.0  # ... and sooner when the run is being stopped (Ctrl-C, a cancelled flow run)
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +112,10 @@ def new_run_id() -> str:
 
 
 @task(name="read-balance", cache_policy=NONE, retries=0)
-async def read_balance(client: SunoClient) -> int | None:
-    """The account's credit balance (free call); None when it cannot be read."""
+async def read_balance(client: SunoClient, max_wait_s: float | None = None) -> int | None:
+    """The account's credit balance (free call); None when it cannot be read (within `max_wait_s`)."""
     try:
-        return await client.credits()
+        return await client.credits(max_wait_s=max_wait_s)
     except TransportFailure as error:
         if not error.request_sent:  # nothing answers there: stop before anything is claimed
             raise RunAborted(f"cannot reach the API: {error}; check --base-url / SUNO_BASE_URL",
@@ -437,9 +439,14 @@ async def _separate(options: RunOptions, manifest_path: Path, run_id: str, start
             summary.counts = dict(ctx.counts)
             summary.stop_reason = ctx.stop_reason
             summary.credits_committed = ctx.ledger.spend_total(run_id)
+            summary.jobs = ctx.ledger.job_status_counts(run_id)
+            summary.incomplete = {f"{j.audio_id}/{j.separation_type}": j.missing
+                                  for j in ctx.ledger.jobs_by_status(["incomplete"], limit=100)}
             if not dry_run and refused is None:
+                stopping = (current := asyncio.current_task()) is not None and current.cancelling() > 0
                 try:
-                    summary.balance_after = await call_task(read_balance, ctx.client)
+                    summary.balance_after = await call_task(
+                        read_balance, ctx.client, STOPPING_BALANCE_WAIT_S if stopping else CLOSING_BALANCE_WAIT_S)
                 except RunAborted as error:  # the outcome is already decided; the balance is a nicety
                     log.warning("the closing balance could not be read: %s", error)
             summary.count_requests(ctx.client.requests_sent)

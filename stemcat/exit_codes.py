@@ -23,7 +23,8 @@ class ExitCode(IntEnum):
 
 _MEANINGS = {
     ExitCode.OK: "every valid row ended separated and downloaded",
-    ExitCode.INCOMPLETE: "some jobs did not finish (failed, unknown, timed out, expired, or download failed)",
+    ExitCode.INCOMPLETE: ("some jobs did not finish (failed, unknown, incomplete, timed out, status unreadable, "
+                          "expired, or download failed)"),
     ExitCode.BAD_CONFIG: "bad configuration or unreadable manifest",
     ExitCode.NO_CREDITS: "out of credits, or the --max-credits budget was reached with work left",
     ExitCode.UNAUTHORIZED: "the API key was refused (401)",

@@ -97,7 +97,7 @@ class _Unreachable:
     def __init__(self, sent: bool) -> None:
         self.sent = sent
 
-    async def credits(self) -> int:
+    async def credits(self, max_wait_s: float | None = None) -> int:
         raise TransportFailure("Network failure: ConnectError", request_sent=self.sent, endpoint="/credit")
 
 
