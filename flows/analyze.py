@@ -1,7 +1,7 @@
 """Re-run the stem analysis over an existing catalog, without downloading any stem again.
 
 Selects the downloaded jobs (by default only those never analysed), measures them batch by
-batch (``tasks.analyze``), fetches each song's mix once when it is not on disk yet (free),
+batch (``tasks.analysis``), fetches each song's mix once when it is not on disk yet (free),
 then republishes the Parquet snapshots and DuckDB views.
 """
 
@@ -22,9 +22,10 @@ from pydantic import BaseModel, Field
 from stemcat.catalog import Ledger, ledger_path
 from stemcat.settings import load_settings
 from stemcat.client import SunoClient
-from stemcat.tasks.analyze import Analyzer, analyze_jobs
+from stemcat.tasks.analysis.analyzer import Analyzer
+from stemcat.tasks.analysis.steps import analyze_jobs
 from stemcat.tasks.publish import publish_catalog
-from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS, QualityThresholds
+from stemcat.tasks.analysis.metrics import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS, QualityThresholds
 
 
 class AnalysisSummary(BaseModel):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from stemcat.catalog import Ledger, StemRow
 from stemcat.client import DownloadExpired, SunoError
-from stemcat.tasks.audio import AudioFacts, UndecodableAudio, probe, sha256_file
+from stemcat.tasks.analysis.decode import AudioFacts, UndecodableAudio, verify_file
+from stemcat.tasks.durable import sha256_file
 from stemcat.tasks.context import RunContext
 from stemcat.tasks.durable import fsync_dir, fsync_file
 from stemcat.tasks.paths import UnsafePathPart, stem_relpath
@@ -66,7 +67,7 @@ async def _current_rows(ctx: RunContext, job_id: str) -> dict[str, tuple[StemRow
 
 def _place_stem(part: Path, final: Path) -> AudioFacts:
     """Verify the streamed file decodes, then move it into place durably (one worker-thread hop)."""
-    facts = probe(part)
+    facts = verify_file(part)
     fsync_file(part)
     os.replace(part, final)
     fsync_dir(final.parent)

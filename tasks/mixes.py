@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stemcat.client import SunoClient, SunoError
-from stemcat.tasks.audio import UndecodableAudio, probe
+from stemcat.tasks.analysis.decode import UndecodableAudio, verify_file
 from stemcat.tasks.durable import fsync_dir
 from stemcat.tasks.paths import check_id
 
@@ -53,7 +53,7 @@ async def _download(client: SunoClient, url: str, final: Path, max_bytes: int) -
     part = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
     try:
         await client.download(url, part, max_bytes=max_bytes)
-        await asyncio.to_thread(probe, part)
+        await asyncio.to_thread(verify_file, part)
         os.replace(part, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

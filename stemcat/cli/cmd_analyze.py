@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stemcat.settings import load_settings, quiet_prefect_environment
-from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS
+from stemcat.tasks.analysis.metrics import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS
 
 console = Console()
 err_console = Console(stderr=True)

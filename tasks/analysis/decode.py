@@ -1,45 +1,72 @@
-"""Measure a separation's files on disk: every stem and the mix decoded together, block by block.
+"""Decoding audio files: the one place stemcat opens a stem or a mix as audio.
 
-The I/O half of ``tasks.quality``: files are opened once, read in lockstep blocks of
-``block_frames`` and fed to a ``JobMeter``, so memory stays at a few blocks per file however
-long the song is. Blocking (decoding and numpy); call it from a worker thread.
+Files are read in blocks of ``block_frames`` float32 frames, so memory stays at a few blocks
+per file however long the song is. Blocking (decoding and numpy): call it from a worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from stemcat.tasks.quality import AudioFormat, JobMeter, JobMetrics, QualityThresholds
+from stemcat.tasks.analysis.meters import JobMeter
+from stemcat.tasks.analysis.metrics import JobMetrics, QualityThresholds, StreamShape
 
 BLOCK_FRAMES = 65_536
 
 
-class UnreadableAudio(Exception):
-    """A file that should be analysed does not open or decode as audio; ``path`` says which."""
+class UndecodableAudio(Exception):
+    """A file that does not open or decode as audio: ``path`` says which, ``problem`` why."""
 
     def __init__(self, path: Path, problem: str) -> None:
         super().__init__(f"{path.name}: {problem}")
         self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFacts:
+    """What decoding a whole file established: its length and stream shape."""
+
+    frames: int
+    sample_rate: int
+    channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
 def _open(stack: ExitStack, path: Path) -> sf.SoundFile:
     try:
         return stack.enter_context(sf.SoundFile(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise UnreadableAudio(path, f"does not open as audio ({error})") from error
+        raise UndecodableAudio(path, f"does not open as audio ({error})") from error
 
 
 def _read(audio: sf.SoundFile, path: Path, frames: int) -> np.ndarray:
     try:
         block: np.ndarray = audio.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise UnreadableAudio(path, f"does not decode ({error})") from error
+        raise UndecodableAudio(path, f"does not decode ({error})") from error
     return block
+
+
+def verify_file(path: Path, *, block_frames: int = BLOCK_FRAMES) -> AudioFacts:
+    """Decode the whole file block by block (no meters); raises ``UndecodableAudio``."""
+    with ExitStack() as stack:
+        audio = _open(stack, path)
+        frames = 0
+        while block := _read(audio, path, block_frames).shape[0]:
+            frames += block
+        if frames == 0:
+            raise UndecodableAudio(path, "no audio frames")
+        return AudioFacts(frames=frames, sample_rate=audio.samplerate, channels=audio.channels)
 
 
 def measure_files(
@@ -56,8 +83,8 @@ def measure_files(
         stems = {name: _open(stack, path) for name, path in stem_paths.items()}
         mix = None if mix_path is None else _open(stack, mix_path)
         meter = JobMeter(
-            {name: AudioFormat(audio.samplerate, audio.channels) for name, audio in stems.items()},
-            None if mix is None else AudioFormat(mix.samplerate, mix.channels),
+            {name: StreamShape(audio.samplerate, audio.channels) for name, audio in stems.items()},
+            None if mix is None else StreamShape(mix.samplerate, mix.channels),
             thresholds,
         )
         open_stems = dict(stems)

@@ -1,7 +1,7 @@
-"""Analyse downloaded stems: levels, loudness, silence, and how well they add back up to the mix.
+"""Analyse downloaded jobs: levels, loudness, silence, and how well stems add back up to the mix.
 
 Per song, the mix is fetched once (free, see ``tasks.mixes``); then each of its separations is
-measured in one streaming pass over its stems and the mix (``tasks.quality_files``) in a worker
+measured in one streaming pass over its stems and the mix (``decode``) in a worker
 thread, and stored in one ledger transaction. Never pays for anything and never downloads a stem.
 """
 
@@ -15,15 +15,11 @@ from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NONE
-
 from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow
 from stemcat.client import SunoClient
-from stemcat.tasks.context import RunContext
 from stemcat.tasks.mixes import candidate_urls, ensure_mix
-from stemcat.tasks.quality import JobMetrics, QualityThresholds
-from stemcat.tasks.quality_files import UnreadableAudio, measure_files
+from stemcat.tasks.analysis.decode import UndecodableAudio, measure_files
+from stemcat.tasks.analysis.metrics import JobMetrics, QualityThresholds
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +93,7 @@ class Analyzer:
         async with _cpu_slots():
             try:
                 metrics = await asyncio.to_thread(measure_files, on_disk, mix_path, self.thresholds)
-            except UnreadableAudio as error:
+            except UndecodableAudio as error:
                 if mix_path is None or error.path != mix_path:
                     return await self._record_failure(job, str(error))
                 # A damaged mix is dropped (it is free to fetch again) and the stems measured alone.
@@ -186,27 +182,3 @@ def _cpu_slots() -> asyncio.Semaphore:
     if slots is None:
         slots = _SLOTS[loop] = asyncio.Semaphore(max(1, os.cpu_count() or 1))
     return slots
-
-
-@task(name="analyze-jobs", cache_policy=NONE, retries=0)
-async def analyze_jobs(analyzer: Analyzer, job_ids: list[str]) -> dict[str, str]:
-    """Measure the downloaded stems of these jobs against their mixes and store the results."""
-    outcomes = await analyzer.analyse(job_ids)
-    return {job_id: outcome.value for job_id, outcome in outcomes.items()}
-
-
-@task(name="analyze-batch", cache_policy=NONE, retries=0)
-async def analyze_batch(
-    ctx: RunContext, job_ids: list[str], thresholds: QualityThresholds | None = None
-) -> dict[str, str]:
-    """Analyse a batch's freshly downloaded jobs inside a separation run (same ledger, client and counters)."""
-    analyzer = Analyzer(
-        ledger=ctx.ledger,
-        data_dir=ctx.options.data_dir,
-        client=ctx.client,
-        thresholds=thresholds or QualityThresholds(),
-        max_download_bytes=ctx.options.max_download_bytes,
-        counts=ctx.counts,
-    )
-    outcomes = await analyzer.analyse(job_ids)
-    return {job_id: outcome.value for job_id, outcome in outcomes.items()}
