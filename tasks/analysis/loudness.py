@@ -1,8 +1,12 @@
 """ITU-R BS.1770-4 integrated loudness, fed block by block (pure numpy/scipy, no I/O).
 
 K-weighting, 400 ms gating blocks overlapping by 75 %, absolute gate -70 LUFS, relative gate
--10 LU. The meter keeps filter state and one energy value per 100 ms per channel, so a long song
-never needs a whole-song array; feeding a signal in one block or in many gives the same result.
+-10 LU. The K-weighting runs once per sample as two float32 second-order sections
+(``scipy.signal.sosfilt``) with carried state; a stereo stream is filtered as one complex
+signal (left + i·right: the same filter on both channels in one pass). The meter keeps one
+energy per 100 ms sub-block; the 400 ms gating blocks and both gates are computed from those
+at the end, so a long song never needs a whole-song array, and feeding a signal in one block or
+in many gives the same result.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stemcat.tasks.analysis.metrics import LUFS_FLOOR
-from stemcat.tasks.analysis.frames import Block, as_frames
+from stemcat.tasks.analysis.blocks import Block, Frames, SubBlockEnergy, as_frames
 
 _ABSOLUTE_GATE_LUFS = -70.0
 _RELATIVE_GATE_LU = -10.0
@@ -59,50 +63,78 @@ def _channel_weights(channels: int) -> npt.NDArray[np.float64]:
     return np.ones(channels)
 
 
+def k_weighting_sos(sample_rate: int) -> npt.NDArray[np.float64]:
+    """The K-weighting as second-order sections (``scipy.signal.sosfilt`` layout)."""
+    return np.array([np.concatenate([b, a]) for b, a in k_weighting(sample_rate)])
+
+
 class LoudnessMeter:
     """BS.1770-4 integrated loudness, fed block by block; filter state carries across blocks."""
 
     def __init__(self, sample_rate: int, channels: int) -> None:
-        # Deferred: scipy.signal takes seconds to import, and the CLI imports this module's defaults.
-        from scipy.signal import lfilter
+        # Deferred: scipy.signal takes seconds to import, and the CLI imports this package's defaults.
+        from scipy.signal import sosfilt
 
-        self._lfilter = lfilter
+        self._sosfilt = sosfilt
         self.sample_rate = sample_rate
         self.channels = channels
-        self._filters = k_weighting(sample_rate)
-        self._states = [np.zeros((2, channels)) for _ in self._filters]
-        self._step = max(1, round(_STEP_S * sample_rate))
-        self._leftover = np.zeros((0, channels))
-        self._step_energy: list[npt.NDArray[np.float64]] = []
+        step = max(1, round(_STEP_S * sample_rate))
+        self._step = step
+        sos = k_weighting_sos(sample_rate)
+        # Stereo and mono: every channel weighs 1, so one energy per sub-block covers them all.
+        self._complex = channels == 2
+        if self._complex:
+            self._sos = sos.astype(np.complex64)
+            self._state = np.zeros((sos.shape[0], 2), dtype=np.complex64)
+            self._energy = [SubBlockEnergy(step, 2)]
+            self._weights = np.ones(1)
+        elif channels == 1:
+            self._sos = sos.astype(np.float32)
+            self._state = np.zeros((sos.shape[0], 2), dtype=np.float32)
+            self._energy = [SubBlockEnergy(step, 1)]
+            self._weights = np.ones(1)
+        else:
+            self._sos = sos.astype(np.float32)
+            self._state = np.zeros((sos.shape[0], channels, 2), dtype=np.float32)
+            self._energy = [SubBlockEnergy(step, 1) for _ in range(channels)]
+            self._weights = _channel_weights(channels)
+        self._at_rest = True
 
     def update(self, block: Block) -> None:
-        frames = as_frames(block)
+        self.update_frames(as_frames(block))
+
+    def update_frames(self, frames: Frames, *, silent: bool | None = None) -> None:
+        """Feed a float32 ``(frames, channels)`` block; ``silent`` says it is all zeros when known."""
         if frames.shape[1] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {frames.shape[1]}")
-        filtered = frames
-        # Digital silence into a filter at rest stays silence: skip the filter (split_stem has many empty stems).
-        if frames.any() or any(state.any() for state in self._states):
-            for index, (b, a) in enumerate(self._filters):
-                filtered, self._states[index] = self._lfilter(b, a, filtered, axis=0, zi=self._states[index])
-        pending = np.concatenate([self._leftover, filtered]) if self._leftover.size else filtered
-        full = pending.shape[0] // self._step * self._step
-        if full:
-            squares = np.square(pending[:full]).reshape(-1, self._step, self.channels)
-            self._step_energy.append(squares.sum(axis=1))
-        self._leftover = pending[full:].copy()
+        if silent is None:
+            silent = not frames.any()
+        # Digital silence into a filter at rest stays silence (split_stem has many empty stems).
+        if silent and self._at_rest:
+            for energy in self._energy:
+                energy.add_silence(frames.shape[0])
+            return
+        if self._complex:
+            signal = frames.view(np.complex64)[:, 0]
+            filtered, self._state = self._sosfilt(self._sos, signal, zi=self._state)
+            self._energy[0].update(filtered.view(np.float32).reshape(-1, 2))
+        elif self.channels == 1:
+            filtered, self._state = self._sosfilt(self._sos, frames[:, 0], zi=self._state)
+            self._energy[0].update(filtered[:, np.newaxis])
+        else:
+            filtered, self._state = self._sosfilt(self._sos, frames.T, axis=-1, zi=self._state)
+            for channel, energy in enumerate(self._energy):
+                energy.update(filtered[channel][:, np.newaxis])
+        self._at_rest = not self._state.any()
 
     def integrated_lufs(self) -> float | None:
         """Gated loudness in LUFS; ``LUFS_FLOOR`` when nothing passes the absolute gate, None if too short."""
-        if not self._step_energy:
-            return None
-        steps = np.concatenate(self._step_energy)
+        steps = np.stack([energy.energies() for energy in self._energy], axis=1)
         if steps.shape[0] < _STEPS_PER_BLOCK:
             return None
-        cumulative = np.concatenate([np.zeros((1, self.channels)), np.cumsum(steps, axis=0)])
+        cumulative = np.concatenate([np.zeros((1, steps.shape[1])), np.cumsum(steps, axis=0)])
         block_energy = cumulative[_STEPS_PER_BLOCK:] - cumulative[:-_STEPS_PER_BLOCK]
-        mean_square = block_energy / (_STEPS_PER_BLOCK * self._step)
-        weights = _channel_weights(self.channels)
-        weighted = mean_square @ weights
+        weighted = block_energy @ self._weights / (_STEPS_PER_BLOCK * self._step)
         with np.errstate(divide="ignore"):
             block_lufs = _LOUDNESS_OFFSET + 10.0 * np.log10(weighted)
         above_absolute = block_lufs > _ABSOLUTE_GATE_LUFS
@@ -119,5 +151,5 @@ def integrated_loudness(samples: Block, sample_rate: int) -> float | None:
     """BS.1770-4 integrated loudness of a whole signal held in memory (tests and small clips)."""
     frames = as_frames(samples)
     meter = LoudnessMeter(sample_rate, frames.shape[1])
-    meter.update(frames)
+    meter.update_frames(frames)
     return meter.integrated_lufs()
