@@ -19,7 +19,9 @@ from pathlib import Path
 
 from stemcat.catalog import Ledger, StemRow
 from stemcat.client import DownloadExpired, SunoError
-from stemcat.tasks.analysis.decode import AudioFacts, UndecodableAudio, verify_file
+from stemcat.tasks.analysis.checks import StemCheck
+from stemcat.tasks.analysis.decode import UndecodableAudio
+from stemcat.tasks.analysis.pool import WorkerDied
 from stemcat.tasks.durable import sha256_file
 from stemcat.tasks.context import RunContext
 from stemcat.tasks.durable import fsync_dir, fsync_file
@@ -65,13 +67,11 @@ async def _current_rows(ctx: RunContext, job_id: str) -> dict[str, tuple[StemRow
     return {row.stem: (row, ok) for row, ok in zip(rows, intact, strict=True)}
 
 
-def _place_stem(part: Path, final: Path) -> AudioFacts:
-    """Verify the streamed file decodes, then move it into place durably (one worker-thread hop)."""
-    facts = verify_file(part)
+def _place_stem(part: Path, final: Path) -> None:
+    """Move a verified file into place durably (one worker-thread hop)."""
     fsync_file(part)
     os.replace(part, final)
     fsync_dir(final.parent)
-    return facts
 
 
 async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
@@ -97,17 +97,24 @@ async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
         lock = data_dir / "locks" / "stems" / f"{first.audio_id}.{first.separation_type}.lock"
         async with _file_lock(lock):
             current = await _current_rows(ctx, first.job_id)
+            # Each stem is decoded once: verification, and the job's analysis when the run analyses.
+            check = StemCheck(ctx, first.job_id, first.audio_id, [stem.stem for stem, _ in wanted],
+                              complete=len(wanted) == len(stems))
             settled = await asyncio.gather(*(
-                _settle_stem(ctx, *current.get(stem.stem, (stem, False)), relpath) for stem, relpath in wanted
+                _settle_stem(ctx, *current.get(stem.stem, (stem, False)), relpath, check) for stem, relpath in wanted
             ))
-        statuses.update(zip((stem.stem for stem, _ in wanted), settled, strict=True))
+            statuses.update(zip((stem.stem for stem, _ in wanted), settled, strict=True))
+            await check.finish(statuses)
     return [statuses[stem.stem] for stem in stems]
 
 
-async def _settle_stem(ctx: RunContext, stem: StemRow, intact: bool, relpath: Path) -> str:
-    if intact:
-        return "downloaded"
-    return await _fetch_stem(ctx, stem, relpath, ctx.options.data_dir / relpath)
+async def _settle_stem(ctx: RunContext, stem: StemRow, intact: bool, relpath: Path, check: StemCheck) -> str:
+    try:
+        if intact:
+            return "downloaded"
+        return await _fetch_stem(ctx, stem, relpath, ctx.options.data_dir / relpath, check)
+    finally:
+        check.withdraw(stem.stem)
 
 
 def _open_lock_file(path: Path) -> int:
@@ -139,7 +146,7 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
         os.close(fd)
 
 
-async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path) -> str:
+async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path, check: StemCheck) -> str:
     part = final.with_name(final.name + ".part")
     url = stem.url
     refreshed = False
@@ -168,8 +175,9 @@ async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path
             last_error = str(error)
             continue
         try:
-            facts = await asyncio.to_thread(_place_stem, part, final)
-        except UndecodableAudio as error:
+            facts = await check.verify(stem.stem, part)
+            await asyncio.to_thread(_place_stem, part, final)
+        except (UndecodableAudio, WorkerDied) as error:
             last_error = str(error)
             part.unlink(missing_ok=True)
             continue

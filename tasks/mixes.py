@@ -1,10 +1,13 @@
 """Fetch a song's original mix (free) so its stems can be compared with it.
 
-The mix lands at ``DATA_DIR/mixes/{audio_id}.mp3`` only after it was streamed to a
-temp file under a byte cap, decoded end to end, fsynced and renamed, like a stem. A mix
-already on disk is reused. Where it comes from, in order: the ``originUrl`` a separation
-record reported, the track's ``audioUrl`` from the manifest or the generation record, and
-as a last resort a (free, rate-limited) music-generation record-info call.
+The mix lands at ``DATA_DIR/mixes/{audio_id}.mp3`` after it was streamed to a temp file
+under a byte cap, checked to open as audio (its header: an HTML error page is refused and the
+next URL tried), and renamed. It is decoded only once, by the analysis pass that measures it
+(``tasks.analysis``): that pass is its verification, and a mix that does not decode is removed
+there (free to fetch again). A mix already on disk is reused. Where it comes from,
+in order: the ``originUrl`` a separation record reported, the track's ``audioUrl`` from the
+manifest or the generation record, and as a last resort a (free, rate-limited)
+music-generation record-info call.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stemcat.client import SunoClient, SunoError
-from stemcat.tasks.analysis.decode import UndecodableAudio, verify_file
+from stemcat.tasks.analysis.decode import UndecodableAudio, check_opens
 from stemcat.tasks.durable import fsync_dir
 from stemcat.tasks.paths import check_id
 
@@ -53,7 +56,7 @@ async def _download(client: SunoClient, url: str, final: Path, max_bytes: int) -
     part = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
     try:
         await client.download(url, part, max_bytes=max_bytes)
-        await asyncio.to_thread(verify_file, part)
+        await asyncio.to_thread(check_opens, part)  # a header check; the one decode is the analysis pass
         os.replace(part, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -28,6 +28,7 @@ class Format(StrEnum):
 
 
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")]
+from stemcat.cli.cmd_analyze import AnalysisWorkersOption  # noqa: E402 - shared with `stemcat analyze`
 
 
 def _data_dir(value: Path | None, settings: Settings) -> Path:
@@ -86,6 +87,7 @@ def run(
     callback_url: Annotated[str | None, typer.Option(help="Public base URL of `stemcat callbacks serve`.")] = None,
     rate_store: Annotated[str | None, typer.Option(help="Shared rate budget for concurrent runs "
                                                    "[env STEMCAT_RATE_STORE].")] = None,
+    analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
 ) -> None:
     """Separate every track of MANIFEST into stems, download them, and update the catalog."""
@@ -107,6 +109,10 @@ def run(
         err_console.print("[red]SUNO_API_KEY is not set.[/red] Export your key (it is only ever sent in the "
                           "Authorization header), or try `make demo`, which runs against the local simulator.")
         raise typer.Exit(2)
+    # Not a flow parameter yet (flows/separate.py does not take it): the process's pool size.
+    from stemcat.tasks.analysis.pool import set_default_workers
+
+    set_default_workers(analysis_workers)
     raise typer.Exit(run_flow(params, verbose=verbose))
 
 

@@ -7,6 +7,7 @@ from prefect.cache_policies import NONE
 
 from stemcat.tasks.analysis.analyzer import Analyzer
 from stemcat.tasks.analysis.metrics import QualityThresholds
+from stemcat.tasks.analysis.pool import shared_pool
 from stemcat.tasks.context import RunContext
 
 
@@ -29,6 +30,7 @@ async def analyze_batch(
         thresholds=thresholds or QualityThresholds(),
         max_download_bytes=ctx.options.max_download_bytes,
         counts=ctx.counts,
+        pool=shared_pool(ctx.options.analysis_workers),
     )
     outcomes = await analyzer.analyse(job_ids)
     return {job_id: outcome.value for job_id, outcome in outcomes.items()}
