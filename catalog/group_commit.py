@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -120,8 +119,8 @@ class LedgerWriter:
         while True:
             try:
                 return call()
-            except sqlite3.OperationalError as error:
-                if not sqlite_conn.is_busy(error) or time.monotonic() >= deadline:
+            except Exception as error:
+                if not self.ledger.backend.is_busy(error) or time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, BUSY_RETRY_MAX_S)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.client import SunoClient
-from stemcat.client.shared_pacing import DEFAULT_POLL_SHARE
+from stemcat.client.ratelimit.defaults import DEFAULT_POLL_SHARE
 from stemcat.tasks.callbacks import CallbackHub
 from stemcat.tasks.planning import ResubmitPolicy
 from stemcat.tasks.window import JobWindow

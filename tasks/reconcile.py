@@ -27,7 +27,7 @@ def settle(ctx: RunContext) -> Counter[str]:
         remote = next((cb["remote_task_id"] for cb in ctx.ledger.callbacks_for_token(job.job_id)
                        if cb.get("remote_task_id")), None)
         if remote:
-            ctx.ledger.set_remote_task_id(job.job_id, remote)
+            ctx.ledger.mark_submitted(job.job_id, remote)
             counts["matched_by_callback"] += 1
         elif job.status == "intent":
             ctx.ledger.mark_unknown(

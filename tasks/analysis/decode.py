@@ -21,6 +21,7 @@ import soundfile as sf
 
 from stemcat.tasks.analysis.meters import JobMeter
 from stemcat.tasks.analysis.metrics import JobMetrics, QualityThresholds, StemMetrics, StreamShape
+from stemcat.tasks.quiet_decoder import quiet_native_stderr
 
 BLOCK_FRAMES = 65_536
 
@@ -131,6 +132,7 @@ def decode_job(request: JobRequest) -> JobDecode:
     if request.block_frames < 1:
         raise ValueError(f"block_frames must be positive, got {request.block_frames}")
     with ExitStack() as stack:
+        stack.enter_context(quiet_native_stderr())  # libmpg123's resync notes go to the log, not the terminal
         opened = {name: _open_stream(stack, path) for name, path in request.stems.items()}
         mix = None if request.mix is None else _open_stream(stack, request.mix)
         stems = {name: s for name, s in opened.items() if isinstance(s, _Stream)}

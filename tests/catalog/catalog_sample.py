@@ -4,8 +4,8 @@ Two runs on two UTC days (2025-03-01 and 2025-03-02):
 
 run r1 (balance 100 -> 93, ledger 7: consistent)
     a1 split_stem      5  succeeded; vocals downloaded (180 s, silent), drums downloaded (180 s,
-                          clipped), bass failed "HTTP 403"
-    a2 separate_vocal  1  downloaded; vocals + instrumental, 120 s each
+                          clipped), bass failed "HTTP 403"; analysed without a mix (no SNR, no error)
+    a2 separate_vocal  1  downloaded; vocals + instrumental, 120 s each; analysed like a1
     a3 separate_vocal  1  not_submitted (430) -> refunded
     a4 separate_vocal  1  unknown ("read timeout")
 run r2 (balance 93 -> 86, ledger 6: one credit unexplained)
@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stemcat.catalog import Ledger, RejectRow, TrackRow
+from stemcat.catalog import JobQualityRow, Ledger, RejectRow, StemQualityRow, TrackRow
 
 DAY1 = datetime(2025, 3, 1, 23, 0, tzinfo=UTC).timestamp()
 DAY2 = datetime(2025, 3, 2, 0, 30, tzinfo=UTC).timestamp()
 
 SECRET_URL_PART = "s3cr3t-bearer-path"
+
+# The stems were measured but not the job against its mix: no SNR, and no problem reported.
+NO_JOB_QUALITY = JobQualityRow(reconstruction_snr_db=None, mix_path=None, mix_duration_s=None, low_snr=None)
 
 
 @dataclass
@@ -91,15 +94,19 @@ def build_sample(data_dir: Path) -> Sample:
         a1.job_id, "vocals", path="stems/a1/split_stem/vocals.mp3", bytes=1000, sha256="aa",
         duration_s=180.0, sample_rate=44100, channels=2,
     )
-    led.update_stem_quality(
-        a1.job_id, "vocals", peak_dbfs=-80.0, rms_dbfs=-95.0, lufs=-90.0, clipped_fraction=0.0, silent=True
-    )
     led.record_stem_download(
         a1.job_id, "drums", path="stems/a1/split_stem/drums.mp3", bytes=1000, sha256="bb",
         duration_s=180.0, sample_rate=44100, channels=2,
     )
-    led.update_stem_quality(
-        a1.job_id, "drums", peak_dbfs=0.0, rms_dbfs=-9.0, lufs=-8.0, clipped_fraction=0.02, silent=False
+    led.record_analysis(
+        a1.job_id,
+        NO_JOB_QUALITY,
+        [
+            StemQualityRow(stem="vocals", peak_dbfs=-80.0, rms_dbfs=-95.0, lufs=-90.0, clipped_fraction=0.0,
+                           silent=True),
+            StemQualityRow(stem="drums", peak_dbfs=0.0, rms_dbfs=-9.0, lufs=-8.0, clipped_fraction=0.02,
+                           silent=False),
+        ],
     )
     led.mark_stem(a1.job_id, "bass", "failed", "HTTP 403")
 
@@ -119,10 +126,13 @@ def build_sample(data_dir: Path) -> Sample:
             a2.job_id, stem, path=f"stems/a2/separate_vocal/{stem}.mp3", bytes=500, sha256="cc",
             duration_s=120.0, sample_rate=44100, channels=2,
         )
-        led.update_stem_quality(
-            a2.job_id, stem, peak_dbfs=-1.0, rms_dbfs=-14.0, lufs=-14.0, clipped_fraction=0.0, silent=False
-        )
     led.mark_status(a2.job_id, "downloaded")
+    led.record_analysis(
+        a2.job_id,
+        NO_JOB_QUALITY,
+        [StemQualityRow(stem=stem, peak_dbfs=-1.0, rms_dbfs=-14.0, lufs=-14.0, clipped_fraction=0.0, silent=False)
+         for stem in ("vocals", "instrumental")],
+    )
 
     a3 = led.claim("a3", "t2", "separate_vocal", 1, "r1")
     assert a3 is not None

@@ -13,10 +13,12 @@ import pytest
 
 from stemcat.catalog import (
     InvalidTransitionError,
+    JobQualityRow,
     JobStatus,
     Ledger,
     LedgerClosedError,
     RejectRow,
+    StemQualityRow,
     StemStatus,
     TrackRow,
     UnknownJobError,
@@ -112,7 +114,7 @@ def test_spend_events_for_accept_and_ambiguous(led: Ledger) -> None:
     assert _spend_rows(led, ambiguous.job_id) == [("intent", 1), ("ambiguous", 0)]
     assert led.spend_total("r1") == 2
     # Reconciliation from a callback: unknown -> submitted, the intent stands.
-    assert led.set_remote_task_id(ambiguous.job_id, "rt-b") is True
+    assert led.mark_submitted(ambiguous.job_id, "rt-b") is True
     assert _spend_rows(led, ambiguous.job_id) == [("intent", 1), ("ambiguous", 0), ("accepted", 0)]
     job = led.get_job(ambiguous.job_id)
     assert job is not None and job.status == JobStatus.SUBMITTED and job.remote_task_id == "rt-b"
@@ -123,7 +125,7 @@ def test_late_proof_of_execution_restores_the_credits(led: Ledger) -> None:
     assert job is not None
     led.mark_not_submitted(job.job_id, 455, "maintenance")
     assert led.spend_total() == 0
-    assert led.set_remote_task_id(job.job_id, "rt-late") is True
+    assert led.mark_submitted(job.job_id, "rt-late") is True
     assert led.spend_total() == 5
 
 
@@ -131,7 +133,7 @@ def test_submit_outcomes_never_override_evidence_that_the_task_ran(led: Ledger) 
     job = led.claim("a1", "t1", "separate_vocal", 1, "r1")
     assert job is not None
     # The callback arrives before the POST's answer.
-    assert led.set_remote_task_id(job.job_id, "rt-1") is True
+    assert led.mark_submitted(job.job_id, "rt-1") is True
     led.mark_succeeded(job.job_id, success_flag="SUCCESS", completed_at=None, origin_url=None,
                        stems=[("vocals", "https://x.test/v.mp3", None)])
     assert led.mark_submitted(job.job_id, "rt-1") is False
@@ -235,8 +237,12 @@ def test_refreshing_a_downloaded_job_keeps_it_downloaded(led: Ledger) -> None:
 
 def test_stem_quality_and_validation(led: Ledger) -> None:
     job_id = _succeeded_job(led)
-    led.update_stem_quality(job_id, "vocals", peak_dbfs=-1.0, rms_dbfs=-20.0, lufs=-18.0,
-                            clipped_fraction=0.0, silent=False)
+    led.record_analysis(
+        job_id,
+        JobQualityRow(reconstruction_snr_db=None, mix_path=None, mix_duration_s=None, low_snr=None),
+        [StemQualityRow(stem="vocals", peak_dbfs=-1.0, rms_dbfs=-20.0, lufs=-18.0, clipped_fraction=0.0,
+                        silent=False)],
+    )
     vocals = next(stem for stem in led.stems_for_job(job_id) if stem.stem == "vocals")
     assert (vocals.peak_dbfs, vocals.lufs, vocals.silent) == (-1.0, -18.0, False)
     with pytest.raises(ValueError):

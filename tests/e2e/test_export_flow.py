@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from stemcat.catalog import Ledger, open_catalog
+from stemcat.catalog import JobQualityRow, Ledger, StemQualityRow, open_catalog
 from stemcat.flows.export import export_dataset
 from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
 from stemcat.tasks.export.options import ExportSettingsError
@@ -41,12 +41,21 @@ def flag_silence_from_truth(sim: SimServer, data_dir: Path) -> None:
     con = open_catalog(data_dir)
     rows = con.execute("SELECT job_id, audio_id, stem FROM stems WHERE status = 'downloaded'").fetchall()
     con.close()
+    by_job: dict[str, list[StemQualityRow]] = {}
+    for job_id, audio_id, stem in rows:
+        silent = set(sim.truth(audio_id).silent_stems)
+        flag = stem in silent if stem != "instrumental" else False
+        by_job.setdefault(job_id, []).append(StemQualityRow(stem=stem, peak_dbfs=None, rms_dbfs=None, lufs=None,
+                                                            clipped_fraction=None, silent=flag))
     with Ledger(data_dir / "ledger.sqlite") as ledger:
-        for job_id, audio_id, stem in rows:
-            silent = set(sim.truth(audio_id).silent_stems)
-            flag = stem in silent if stem != "instrumental" else False
-            ledger.update_stem_quality(job_id, stem, peak_dbfs=None, rms_dbfs=None, lufs=None,
-                                       clipped_fraction=None, silent=flag)
+        for job_id, stems in by_job.items():
+            job = ledger.get_job(job_id)
+            assert job is not None
+            # The job's own figures stay as the flow's analysis stored them.
+            kept = JobQualityRow(reconstruction_snr_db=job.reconstruction_snr_db, mix_path=job.mix_path,
+                                 mix_duration_s=job.mix_duration_s, low_snr=job.low_snr,
+                                 analysis_error=job.analysis_error)
+            ledger.record_analysis(job_id, kept, stems)
         publish(ledger, data_dir)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stemcat.catalog import Ledger, TrackRow, write_snapshots
+from stemcat.catalog import JobQualityRow, Ledger, StemQualityRow, TrackRow, write_snapshots
 from stemcat.client import STEMS_BY_TYPE, SeparationType
 
 AMPLITUDE = 0.05
@@ -66,6 +66,7 @@ def add_songs(data_dir: Path, songs: list[SongSpec], run_id: str = "build") -> N
             ledger.mark_succeeded(job.job_id, success_flag="SUCCESS", completed_at=None, origin_url=None,
                                   stems=[(n, f"https://files.example.test/{song.audio_id}/{n}.mp3", None)
                                          for n in names])
+            measured = []
             for name in names:
                 relative = Path("stems") / song.audio_id / song.separation_type / f"{name}.mp3"
                 path = data_dir / relative
@@ -78,7 +79,10 @@ def add_songs(data_dir: Path, songs: list[SongSpec], run_id: str = "build") -> N
                     sample_rate=song.sample_rate, channels=song.channels,
                 )
                 silent = name in song.silent
-                ledger.update_stem_quality(job.job_id, name, peak_dbfs=-120.0 if silent else -26.0, rms_dbfs=None,
-                                           lufs=None, clipped_fraction=0.0, silent=silent)
+                measured.append(StemQualityRow(stem=name, peak_dbfs=-120.0 if silent else -26.0, rms_dbfs=None,
+                                               lufs=None, clipped_fraction=0.0, silent=silent))
             ledger.mark_status(job.job_id, "downloaded")
+            # Stems measured, the job not against its mix: no SNR.
+            ledger.record_analysis(job.job_id, JobQualityRow(reconstruction_snr_db=None, mix_path=None,
+                                                             mix_duration_s=None, low_snr=None), measured)
         write_snapshots(ledger, data_dir)

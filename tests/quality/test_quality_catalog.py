@@ -47,8 +47,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [StemQualityRow(stem=stem, peak_dbfs=-1.0, rms_dbfs=-14.0, lufs=-14.0, clipped_fraction=0.0, silent=False,
                         duration_diff_s=-0.5) for stem in ("vocals", "instrumental")],
     )
-    led.update_job_quality(sample.job_ids["a1"], reconstruction_snr_db=None, mix_path=None, mix_duration_s=None,
-                           low_snr=None, analysis_error="no mix: no URL for the mix")
+    led.record_analysis(
+        sample.job_ids["a1"],
+        JobQualityRow(reconstruction_snr_db=None, mix_path=None, mix_duration_s=None, low_snr=None,
+                      analysis_error="no mix: no URL for the mix"),
+        [],
+    )
     write_snapshots(led, root)
     led.close()
     return root
@@ -61,29 +65,48 @@ def con(data_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     connection.close()
 
 
+def _downloaded_job(led: Ledger) -> str:
+    """A second fully downloaded separate_vocal job (a5's), not analysed yet."""
+    job = led.claim("a5", "t3", "separate_vocal", 1, "r2")
+    assert job is not None
+    led.mark_submitted(job.job_id, "remote-a5-vocal")
+    stems = ("vocals", "instrumental")
+    led.mark_succeeded(job.job_id, success_flag="SUCCESS", completed_at=None, origin_url=None,
+                       stems=[(stem, f"https://file.example.test/a5-{stem}.mp3", None) for stem in stems])
+    for stem in stems:
+        led.record_stem_download(job.job_id, stem, path=f"stems/a5/separate_vocal/{stem}.mp3", bytes=500,
+                                 sha256="dd", duration_s=150.0, sample_rate=44100, channels=2)
+    led.mark_status(job.job_id, "downloaded")
+    return job.job_id
+
+
 def test_record_analysis_round_trips_through_the_ledger(tmp_path: Path) -> None:
     sample = build_sample(tmp_path)
     led = sample.ledger
-    job_id = sample.job_ids["a2"]
-    assert led.jobs_to_analyze() == [job_id]  # the one fully downloaded job
+    analysed = sample.job_ids["a2"]  # the sample's downloaded job, analysed when the sample was built
+    job_id = _downloaded_job(led)
+    assert led.jobs_to_analyze() == [job_id]  # the one fully downloaded job not analysed yet
     led.record_analysis(
         job_id,
-        JobQualityRow(reconstruction_snr_db=31.5, mix_path="mixes/a2.mp3", mix_duration_s=120.0, low_snr=False),
+        JobQualityRow(reconstruction_snr_db=31.5, mix_path="mixes/a5.mp3", mix_duration_s=120.0, low_snr=False),
         [StemQualityRow(stem="vocals", peak_dbfs=-3.0, rms_dbfs=-20.0, lufs=-18.0, clipped_fraction=0.0,
                         silent=False, duration_diff_s=0.01)],
     )
     job = led.get_job(job_id)
     assert job is not None
-    assert (job.reconstruction_snr_db, job.mix_path, job.mix_duration_s, job.low_snr) == (31.5, "mixes/a2.mp3",
+    assert (job.reconstruction_snr_db, job.mix_path, job.mix_duration_s, job.low_snr) == (31.5, "mixes/a5.mp3",
                                                                                           120.0, False)
     assert job.analyzed_at is not None and job.analysis_error is None
     vocals = next(s for s in led.stems_for_job(job_id) if s.stem == "vocals")
     assert (vocals.lufs, vocals.silent, vocals.duration_diff_s) == (-18.0, False, 0.01)
     assert led.jobs_to_analyze() == []
-    assert led.jobs_to_analyze(include_analyzed=True) == [job_id]
+    assert led.jobs_to_analyze(include_analyzed=True) == [analysed, job_id]
     with pytest.raises(ValueError, match="relative"):
-        led.update_job_quality(job_id, reconstruction_snr_db=None, mix_path="/etc/passwd", mix_duration_s=None,
-                               low_snr=None)
+        led.record_analysis(
+            job_id,
+            JobQualityRow(reconstruction_snr_db=None, mix_path="/etc/passwd", mix_duration_s=None, low_snr=None),
+            [],
+        )
     led.close()
 
 
@@ -108,8 +131,11 @@ def test_an_older_ledger_gains_the_quality_columns_and_keeps_its_rows(tmp_path: 
     assert version == SCHEMA_VERSION
     job = led.get_job(sample.job_ids["a2"])
     assert job is not None and job.status == "downloaded" and job.reconstruction_snr_db is None
-    led.update_job_quality(job.job_id, reconstruction_snr_db=20.0, mix_path="mixes/a2.mp3", mix_duration_s=1.0,
-                           low_snr=False)
+    led.record_analysis(
+        job.job_id,
+        JobQualityRow(reconstruction_snr_db=20.0, mix_path="mixes/a2.mp3", mix_duration_s=1.0, low_snr=False),
+        [],
+    )
     led.close()
 
 
