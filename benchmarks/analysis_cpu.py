@@ -13,7 +13,9 @@ A job is 12 stems and the mix, each ``--seconds`` (180) of 44.1 kHz stereo. Repo
 
 The decode is pluggable: ``--format flac`` (default) or ``wav`` synthesizes the job here and
 writes it once to the cache directory (cheap); ``--format mp3`` encodes it once too (about 4-10
-CPU-s a file, cached); ``--audio-dir DIR`` measures real files instead (every ``*.mp3``/``*.flac``/
+CPU-s a file, cached); ``--format realistic`` takes the simulator's first realistic song (12 stems,
+some silent, and the mix: 128 kbps CBR MP3, rendered once into the simulator's cache, about a
+minute of CPU the first time); ``--audio-dir DIR`` measures real files instead (every ``*.mp3``/``*.flac``/
 ``*.wav`` in DIR is a stem, ``mix.*`` the mix). MP3 costs more to decode than FLAC, so the meters'
 share of the decode depends on the format: quote it with the format.
 """
@@ -79,6 +81,24 @@ def _write(path: Path, signal: np.ndarray, fmt: str) -> None:
     subtype = "FLOAT" if fmt == "wav" else None
     sf.write(part, signal, RATE, format=fmt.upper(), subtype=subtype)
     os.replace(part, path)
+
+
+def realistic_job(cache_root: Path, seconds: float) -> tuple[dict[str, Path], Path]:
+    """Song 0 of the simulator's realistic set, rendered once into its cache (shared with the simulator)."""
+    from stemcat.sim.config import RealisticSongs
+    from stemcat.sim.songs import song_name
+    from stemcat.sim.sources import RealisticSource
+    from stemcat.sim.stems import INSTRUMENT_STEMS
+
+    source = RealisticSource(RealisticSongs(duration_s=seconds), cache_root)
+    folder = song_name(0)
+    paths = {name: source.directory / folder / f"{name}.mp3" for name in (*INSTRUMENT_STEMS, "mix")}
+    for name, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            source.render(folder, name, path)
+    mix = paths.pop("mix")
+    return paths, mix
 
 
 def files_in(directory: Path) -> tuple[dict[str, Path], Path | None]:
@@ -169,7 +189,7 @@ def throughput(stems: dict[str, Path], mix: Path | None, workers: int, jobs: int
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--format", choices=("flac", "wav", "mp3"), default="flac")
+    parser.add_argument("--format", choices=("flac", "wav", "mp3", "realistic"), default="flac")
     parser.add_argument("--audio-dir", type=Path, help="measure these files instead of synthesized ones")
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -182,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.audio_dir:
         stems, mix = files_in(args.audio_dir)
         source = f"files in {args.audio_dir}"
+    elif args.format == "realistic":
+        stems, mix = realistic_job(args.cache_dir.parent / "sim", args.seconds)
+        source = f"the simulator's realistic song 0, {len(stems)} stems + mix, 128 kbps MP3"
     else:
         directory = args.cache_dir / f"{args.format}-{args.seconds:g}s"
         stems, mix = synthesize_job(directory, args.format, args.seconds)

@@ -24,6 +24,10 @@ _RELATIVE_GATE_LU = -10.0
 _LOUDNESS_OFFSET = -0.691
 _STEP_S = 0.1  # gating blocks are 4 steps (400 ms) long and start every step (75 % overlap)
 _STEPS_PER_BLOCK = 4
+# The K-weighting's slowest pole (the 38 Hz high-pass) decays by e every 4.2 ms: 0.25 s of silence
+# takes a full-scale state below 1e-26, far under anything the -70 LUFS gate can see.
+_DECAY_S = 0.25
+_SUBNORMAL_GUARD = np.float32(1e-15)
 
 
 def k_weighting(sample_rate: int) -> tuple[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]], ...]:
@@ -99,6 +103,8 @@ class LoudnessMeter:
             self._energy = [SubBlockEnergy(step, 1) for _ in range(channels)]
             self._weights = _channel_weights(channels)
         self._at_rest = True
+        self._decay = max(1, round(_DECAY_S * sample_rate))
+        self._silent_run = 0  # zero frames fed since the last sound
 
     def update(self, block: Block) -> None:
         self.update_frames(as_frames(block))
@@ -109,11 +115,39 @@ class LoudnessMeter:
             raise ValueError(f"expected {self.channels} channels, got {frames.shape[1]}")
         if silent is None:
             silent = not frames.any()
-        # Digital silence into a filter at rest stays silence (split_stem has many empty stems).
-        if silent and self._at_rest:
+        length = frames.shape[0]
+        cut = self._filtered_frames(frames, silent)
+        if cut:
+            self._filter(frames[:cut] if cut < length else frames)
+        if cut < length:
+            # Digital silence into a filter at rest stays silence (split_stem has many empty stems). Past
+            # _DECAY_S of silence the filter's state has decayed below 1e-20 of full scale; it is set to rest
+            # rather than left to sink into float32 subnormals, which run the filter about ten times slower
+            # (and it never reaches zero: rounding leaves it cycling at about 1e-43).
+            self._state[...] = 0
+            self._at_rest = True
             for energy in self._energy:
-                energy.add_silence(frames.shape[0])
-            return
+                energy.add_silence(length - cut)
+
+    def _filtered_frames(self, frames: Frames, silent: bool) -> int:
+        """How many leading frames of the block need the filter; the rest is silence after the decay."""
+        length = frames.shape[0]
+        if silent:
+            cut = 0 if self._at_rest else min(length, max(0, self._decay - self._silent_run))
+            self._silent_run += length
+            return cut
+        if frames[-1].any():
+            self._silent_run = 0
+            return length
+        last = int(np.flatnonzero(frames.any(axis=1))[-1])
+        self._silent_run = length - 1 - last
+        return min(length, last + 1 + self._decay)
+
+    def _filter(self, frames: Frames) -> None:
+        # A constant far below float32's resolution of any audible sample keeps the filter's state away
+        # from subnormal numbers in the short silences inside a block (between drum hits, say), where
+        # it would otherwise sink and run ten times slower. The high-pass removes it from the output.
+        frames = frames + _SUBNORMAL_GUARD
         if self._complex:
             signal = frames.view(np.complex64)[:, 0]
             filtered, self._state = self._sosfilt(self._sos, signal, zi=self._state)
@@ -125,7 +159,7 @@ class LoudnessMeter:
             filtered, self._state = self._sosfilt(self._sos, frames.T, axis=-1, zi=self._state)
             for channel, energy in enumerate(self._energy):
                 energy.update(filtered[channel][:, np.newaxis])
-        self._at_rest = not self._state.any()
+        self._at_rest = False
 
     def integrated_lufs(self) -> float | None:
         """Gated loudness in LUFS; ``LUFS_FLOOR`` when nothing passes the absolute gate, None if too short."""
