@@ -131,6 +131,8 @@ def _mix_task(ctx: RunContext, job_id: str, audio_id: str) -> asyncio.Task[MixOu
     task = tasks.get(audio_id)
     if task is None:
         task = tasks[audio_id] = asyncio.create_task(_fetch_mix(ctx, job_id, audio_id), name=f"mix-{audio_id}")
+        # Shared only while in flight: a later job of the song finds the file on disk (ensure_mix reuses it).
+        task.add_done_callback(lambda _: tasks.pop(audio_id, None))
     return task
 
 
