@@ -145,10 +145,17 @@ def decode_job(request: JobRequest) -> JobDecode:
                 request.thresholds,
             )
         while any(s.open for s in stems.values()) or (mix_stream is not None and mix_stream.open):
-            blocks = {name: s.read(request.block_frames) for name, s in stems.items() if s.open}
+            blocks: dict[str, np.ndarray] = {}
+            for name, stream in stems.items():
+                if stream.open and (block := stream.read(request.block_frames)) is not None:
+                    blocks[name] = block
+                    if meter is not None:  # measured right after decoding, while the block is in the cache
+                        meter.update_stem(name, block)
             mix_block = mix_stream.read(request.block_frames) if mix_stream is not None and mix_stream.open else None
             if meter is not None:
-                meter.update({name: b for name, b in blocks.items() if b is not None}, mix_block)
+                if mix_block is not None:
+                    meter.update_mix(mix_block)
+                meter.update_residual(blocks, mix_block)
         stem_checks = {
             name: s.check() if isinstance(s, _Stream) else s for name, s in opened.items()
         }

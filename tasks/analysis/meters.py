@@ -163,10 +163,22 @@ class JobMeter:
         """One step: the next block of each file (a file that has ended passes an empty block or none)."""
         stems = {name: as_frames(block) for name, block in stem_blocks.items()}
         for name, frames in stems.items():
-            self._stem_meters[name].update_frames(frames)
+            self.update_stem(name, frames)
         mix = None if mix_block is None else as_frames(mix_block)
-        if mix is not None and self._mix_meter is not None:
-            self._mix_meter.update_frames(mix)
+        if mix is not None:
+            self.update_mix(mix)
+        self.update_residual(stems, mix)
+
+    def update_stem(self, name: str, frames: Frames) -> None:
+        """A stem's next block, alone (measured while it is still in the cache; then ``update_residual``)."""
+        self._stem_meters[name].update_frames(frames)
+
+    def update_mix(self, frames: Frames) -> None:
+        if self._mix_meter is not None:
+            self._mix_meter.update_frames(frames)
+
+    def update_residual(self, stems: Mapping[str, Frames], mix: Frames | None) -> None:
+        """The step's mix minus its stems (blocks already fed through ``update_stem`` and ``update_mix``)."""
         if self._problem is not None or self._mix_meter is None:
             return
         length = max([frames.shape[0] for frames in stems.values()] + [0 if mix is None else mix.shape[0]])
