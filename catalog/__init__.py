@@ -46,7 +46,9 @@ from stemcat.catalog.duckdb_views import connect_catalog_file, open_catalog, ref
 from stemcat.catalog.errors import (
     CatalogError,
     InvalidTransitionError,
+    LedgerBusyError,
     LedgerClosedError,
+    LedgerUnavailableError,
     UnknownJobError,
     UnknownRunError,
 )
@@ -77,7 +79,9 @@ __all__ = [
     "JobQualityRow",
     "JobStatus",
     "Ledger",
+    "LedgerBusyError",
     "LedgerClosedError",
+    "LedgerUnavailableError",
     "LedgerWriter",
     "RejectRow",
     "RunStatus",

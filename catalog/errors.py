@@ -2,6 +2,10 @@
 
     CatalogError                      base of everything below
     ├── LedgerClosedError             the Ledger was closed; open a new one
+    ├── LedgerUnavailableError        the ledger's database server cannot be reached (or the
+    │                                 connection broke): nothing was written unless it says so
+    ├── LedgerBusyError               another writer held the ledger's write lock past the busy
+    │                                 timeout; try again
     ├── UnknownJobError (LookupError) no job (or stem) with that id: check the token
     ├── UnknownRunError (LookupError) finish_run for a run that was never started
     └── InvalidTransitionError (ValueError)
@@ -18,6 +22,25 @@ class CatalogError(Exception):
 
 class LedgerClosedError(CatalogError):
     """The ledger was used after ``close()``."""
+
+
+class LedgerUnavailableError(CatalogError):
+    """The ledger's database could not be reached, or the connection broke mid-statement.
+
+    A claim that raises this was not committed, or (``commit_unknown``) its COMMIT was sent and
+    the answer lost: either way the paid request must not be sent; reconciliation settles the
+    second case like any intent whose owner went away.
+    """
+
+    def __init__(self, where: str, why: str, *, commit_unknown: bool = False) -> None:
+        self.where = where
+        self.commit_unknown = commit_unknown
+        outcome = "the last commit's outcome is unknown" if commit_unknown else "nothing was written"
+        super().__init__(f"the ledger at {where} is unavailable ({why}); {outcome}. Check the database server, then retry")
+
+
+class LedgerBusyError(CatalogError):
+    """Another connection held the ledger's write lock longer than the busy timeout."""
 
 
 class UnknownJobError(CatalogError, LookupError):

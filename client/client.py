@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from types import TracebackType
@@ -53,8 +54,7 @@ from stemcat.client.models import (
     parse_credit_balance,
     parse_submitted_task_id,
 )
-from stemcat.client.ratelimit import RequestLimiter, SharedLimiter, limiter_for_key
-from stemcat.client.ratelimit.defaults import RATE_STORE_ENV
+from stemcat.client.ratelimit import RequestLimiter, SharedLimiter, limiter_for_key, rate_store_from_env
 from stemcat.client.transport_errors import describe, provably_unsent, sanitized
 
 
@@ -162,12 +162,14 @@ class SunoClient:
         # A limiter of its own is on the key's shared budget (as a run's is), and closed with the client.
         self._own_limiter: SharedLimiter | None = None
         if limiter is None:
-            limiter = self._own_limiter = limiter_for_key(self.base_url, key, store=os.environ.get(RATE_STORE_ENV))
+            limiter = self._own_limiter = limiter_for_key(self.base_url, key, store=rate_store_from_env())
         self._limiter: RequestLimiter = limiter
         self._max_attempts = max_read_attempts
         self._backoff = JitteredBackoff(backoff_initial_s, backoff_max_s)
         self._maintenance_pause_s = backoff_max_s
         self._sleep = sleep
+        # API requests sent, by endpoint path (retries included; file downloads are not API requests).
+        self.requests_sent: Counter[str] = Counter()
         # Each API request borrows one of `max_connections` single-connection clients, and
         # stem files get clients of their own (no base URL and no key near file hosts): see
         # `stemcat.client.connections` for why not one pooled client each.
@@ -324,6 +326,7 @@ class SunoClient:
             async with self._api.client() as http:
                 while before_send:  # a paid request's intent is recorded once it is next to leave
                     await before_send.pop()()
+                self.requests_sent[path] += 1
                 async with http.stream(
                     method,
                     path,

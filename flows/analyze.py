@@ -19,7 +19,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
-from stemcat.catalog import Ledger, ledger_path
+from stemcat.catalog import Ledger
 from stemcat.settings import load_settings
 from stemcat.client import SunoClient
 from stemcat.tasks.analysis.analyzer import Analyzer
@@ -75,6 +75,7 @@ async def analyze_catalog(
     batch_size: int = 50,
     max_download_mb: float = 200.0,
     analysis_workers: int | None = None,
+    ledger_url: str | None = None,
 ) -> dict[str, Any]:
     """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary."""
     started = time.monotonic()
@@ -85,7 +86,7 @@ async def analyze_catalog(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     summary = AnalysisSummary(data_dir=str(directory), silent_threshold_dbfs=silent_threshold_dbfs,
                               min_snr_db=min_snr_db, reanalyze=reanalyze)
-    ledger = Ledger(ledger_path(directory))
+    ledger = Ledger.open(directory, ledger_url or settings.ledger_url)
     pool = AnalysisPool(analysis_workers)  # decoding and meters: one worker process per core by default
     try:
         job_ids = await asyncio.to_thread(ledger.jobs_to_analyze, include_analyzed=reanalyze)

@@ -13,3 +13,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 _state_home = tempfile.mkdtemp(prefix="stemcat-test-state-")
 os.environ["XDG_STATE_HOME"] = _state_home
 atexit.register(shutil.rmtree, _state_home, ignore_errors=True)
+
+# A throwaway PostgreSQL per session for the ledger's second backend (skipped without server binaries).
+from tests.servers.postgres import postgres_server, postgres_url  # noqa: E402,F401

@@ -13,8 +13,10 @@ transaction discipline (``core.LedgerCore``) on one backend connection:
     callbacks     record_callback, callbacks_for_token
     spend         spend_total
 
-``backend`` is the seam to the database (``SqliteBackend`` today); the schema is declared once in
-``catalog.schema`` and the job life cycle in ``catalog.transitions``.
+``backend`` is the seam to the database: ``SqliteBackend`` (``ledger.sqlite`` in the data
+directory, the default) or ``PostgresBackend`` (a ``postgresql://`` URL, for runs on several
+hosts; ``Ledger.open`` picks by the URL). The schema is declared once in ``catalog.schema`` and
+the job life cycle in ``catalog.transitions``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stemcat.catalog import sqlite_conn
+from stemcat.catalog.paths import ledger_path
 from stemcat.catalog.ledger.backend import Backend
 from stemcat.catalog.ledger.callbacks import CallbacksMixin
 from stemcat.catalog.ledger.claims import ClaimsMixin
@@ -34,27 +37,72 @@ from stemcat.catalog.ledger.spend import SpendMixin
 from stemcat.catalog.ledger.sqlite_backend import SqliteBackend
 from stemcat.catalog.ledger.stems import StemsMixin
 from stemcat.catalog.ledger.tracks import TracksMixin
+from stemcat.catalog.ledger.urls import is_postgres_url, masked_url
 
-__all__ = ["Backend", "Ledger", "SnapshotReader", "SqliteBackend"]
+__all__ = ["Backend", "Ledger", "SnapshotReader", "SqliteBackend", "ledger_backend"]
 
 
 class Ledger(RunsMixin, TracksMixin, ClaimsMixin, JobStateMixin, StemsMixin, CallbacksMixin, SpendMixin):
-    """Crash-safe record of runs, tracks, paid jobs, stems, spend and callbacks (``ledger.sqlite``).
+    """Crash-safe record of runs, tracks, paid jobs, stems, spend and callbacks.
 
-    Every state change is its own short ``BEGIN IMMEDIATE`` transaction, committed with
-    ``synchronous=FULL`` before the method returns; SQLite's file locks (WAL, 60 s busy timeout)
-    make several processes safe.
+    Every state change is its own short write transaction, committed before the method returns:
+    on SQLite ``BEGIN IMMEDIATE`` with ``synchronous=FULL`` (WAL, 60 s busy timeout), on
+    PostgreSQL the ledger's write lock (see ``postgres_backend``). ``Ledger(path)`` opens a SQLite
+    file; ``Ledger(backend=...)`` any backend; ``Ledger.open(data_dir, url)`` picks one.
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str | None = None,
         *,
+        backend: Backend | None = None,
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = sqlite_conn.DEFAULT_BUSY_TIMEOUT_S,
     ) -> None:
-        self.path = Path(path)
-        super().__init__(SqliteBackend(self.path, busy_timeout_s=busy_timeout_s), clock=clock)
+        if (path is None) == (backend is None):
+            raise ValueError("give either the SQLite file's path or a backend")
+        if backend is None:
+            backend = SqliteBackend(Path(path), busy_timeout_s=busy_timeout_s)  # type: ignore[arg-type]
+        # The SQLite file, or None when the ledger lives on a server.
+        self.path: Path | None = backend.path if isinstance(backend, SqliteBackend) else None
+        super().__init__(backend, clock=clock)
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        url: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_s: float | None = None,
+    ) -> Ledger:
+        """The ledger of a data directory: ``ledger.sqlite`` in it, or the PostgreSQL database ``url`` names."""
+        return cls(backend=ledger_backend(data_dir, url, busy_timeout_s=busy_timeout_s), clock=clock)
+
+    def reopen(self, *, busy_timeout_s: float | None = None) -> Ledger:
+        """Another ledger (its own connection) on the same database, e.g. for a group-commit writer."""
+        timeout = self._backend.busy_timeout_s if busy_timeout_s is None else busy_timeout_s  # type: ignore[attr-defined]
+        return Ledger(backend=self._backend.sibling(busy_timeout_s=timeout), clock=self._clock)
 
     def __repr__(self) -> str:
-        return f"Ledger({str(self.path)!r})"
+        return f"Ledger({str(self._backend)!r})"
+
+
+def ledger_backend(data_dir: Path, url: str | None = None, *, busy_timeout_s: float | None = None) -> Backend:
+    """``SqliteBackend`` on ``data_dir/ledger.sqlite`` unless ``url`` is a ``postgresql://`` URL.
+
+    A URL of any other scheme is refused rather than silently ignored.
+    """
+    if url:
+        if not is_postgres_url(url):
+            raise ValueError(f"the ledger URL must be postgresql://user@host:port/database, got {masked_url(url)}")
+        from stemcat.catalog.ledger.postgres_backend import (  # psycopg is an optional dependency
+            DEFAULT_BUSY_TIMEOUT_S,
+            PostgresBackend,
+        )
+
+        return PostgresBackend(url, busy_timeout_s=DEFAULT_BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s)
+    return SqliteBackend(
+        ledger_path(Path(data_dir)),
+        busy_timeout_s=sqlite_conn.DEFAULT_BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s,
+    )

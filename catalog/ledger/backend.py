@@ -17,9 +17,11 @@ rewrites them in its ``Connection``. Table and column names in that SQL come fro
 ``catalog.schema`` only; values are always bound. Booleans are bound as 0/1 and timestamps as
 epoch seconds, as the schema's column kinds declare them.
 
-What stays SQLite's outside this package is in ``catalog.schema`` (``sqlite_ddl`` and
-``Table.export_select``, which the snapshot runs) and ``catalog.migrations``: a second backend
-brings its own DDL and export query beside them, from the same declaration.
+Each backend names its SQL ``dialect`` ("sqlite" or "postgres"): ``catalog.schema`` derives the
+DDL (``sqlite_ddl``, ``postgres_ddl``) and the snapshot's export query (``Table.export_select``)
+for it from the one declaration, and ``catalog.migrations`` upgrades either. ``now_sql`` is an
+SQL expression for the database's clock in epoch seconds (run leases are judged by it, so
+several hosts agree on one clock).
 """
 
 from __future__ import annotations
@@ -72,8 +74,19 @@ class Backend(Protocol):
     that from ``BEGIN IMMEDIATE``; a server database needs SERIALIZABLE or row locks.
     """
 
+    dialect: str
+    now_sql: str
+
     def __str__(self) -> str:
-        """Where the ledger lives, for messages (a file path; never a password)."""
+        """Where the ledger lives, for messages (a file path or a URL; never a password)."""
+        ...
+
+    def sibling(self, *, busy_timeout_s: float) -> Backend:
+        """Another backend on the same database, with another busy timeout."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds beyond its connections (a pool); called when the ledger closes."""
         ...
 
     def connect(self) -> Connection:

@@ -17,8 +17,9 @@ from pathlib import PurePosixPath
 from typing import Any, Self, TypeVar
 
 from stemcat.catalog.errors import LedgerClosedError
+from stemcat.catalog.jsoncols import mask_urls_in_json_text
 from stemcat.catalog.ledger.backend import Backend, Connection, Row
-from stemcat.catalog.schema import CATALOG_TABLES, TABLES
+from stemcat.catalog.schema import CATALOG_TABLES, TABLES, Dialect
 
 T = TypeVar("T")
 
@@ -29,8 +30,9 @@ WRITE_CHUNK = 5_000
 class SnapshotReader:
     """A consistent, read-only view of the ledger for exports (one read transaction)."""
 
-    def __init__(self, con: Connection) -> None:
+    def __init__(self, con: Connection, dialect: Dialect = "sqlite") -> None:
         self._con = con
+        self._dialect = dialect
 
     def table_batches(self, table: str, batch_size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
         """Stream a public table's exported columns (schema order) in lists of at most ``batch_size`` rows."""
@@ -38,10 +40,13 @@ class SnapshotReader:
             raise ValueError(f"unknown catalog table {table!r}; expected one of {', '.join(CATALOG_TABLES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        cursor = self._con.execute(TABLES[table].export_select())
+        sql = TABLES[table].export_select(self._dialect)
+        masked = TABLES[table].masked_in_python(self._dialect)
+        stream = getattr(self._con, "stream", None)  # a server-side cursor where the backend has one
+        cursor = stream(sql) if stream is not None else self._con.execute(sql)
         try:
             while rows := cursor.fetchmany(batch_size):
-                yield rows
+                yield [_masked(row, masked) for row in rows] if masked else rows
         finally:
             cursor.close()
 
@@ -54,7 +59,11 @@ class LedgerCore:
         self._clock = clock
         self._lock = threading.RLock()
         self._in_batch = False
-        self._con: Connection | None = backend.connect()
+        try:
+            self._con: Connection | None = backend.connect()
+        except BaseException:
+            backend.close()
+            raise
 
     @property
     def backend(self) -> Backend:
@@ -67,6 +76,7 @@ class LedgerCore:
             if self._con is not None:
                 self._con.close()
                 self._con = None
+                self._backend.close()
 
     def __enter__(self) -> Self:
         return self
@@ -99,7 +109,7 @@ class LedgerCore:
         """A consistent read-only view on its own connection; writers (and this ledger) are not blocked."""
         self._connection()
         with self._backend.read_snapshot() as con:
-            yield SnapshotReader(con)
+            yield SnapshotReader(con, self._backend.dialect)  # type: ignore[arg-type]
 
     def table_batches(self, table: str, batch_size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
         """Stream one public table's exported columns from a consistent snapshot."""
@@ -127,6 +137,13 @@ class LedgerCore:
         if self._con is None:
             raise LedgerClosedError(f"ledger {self._backend} is closed")
         return self._con
+
+
+def _masked(row: Any, positions: tuple[int, ...]) -> tuple[Any, ...]:
+    values = list(row)
+    for position in positions:
+        values[position] = mask_urls_in_json_text(values[position])
+    return tuple(values)
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -15,12 +15,23 @@ from stemcat.catalog.ledger.backend import Connection, marks
 class SqliteBackend:
     """``ledger.sqlite`` on this host; several processes share it through SQLite's file locks."""
 
+    dialect = "sqlite"
+    # This host's clock in epoch seconds (julianday has millisecond resolution).
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
+
     def __init__(self, path: Path, *, busy_timeout_s: float = sqlite_conn.DEFAULT_BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
 
     def __str__(self) -> str:
         return str(self.path)
+
+    def sibling(self, *, busy_timeout_s: float) -> SqliteBackend:
+        """Another backend on the same file with another busy timeout."""
+        return SqliteBackend(self.path, busy_timeout_s=busy_timeout_s)
+
+    def close(self) -> None:
+        """Nothing to release: each connection is closed by its owner."""
 
     def connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from stemcat.cli.ledger_option import LedgerUrlOption, resolve_ledger_url
 from stemcat.settings import Settings, load_settings, quiet_prefect_environment
 
 quiet_prefect_environment()
@@ -80,7 +81,8 @@ def run(
     concurrency: Annotated[int, typer.Option(help="Jobs in flight: concurrency x batch-size, a job starting as any other ends.")] = 4,
     download_concurrency: Annotated[int | None, typer.Option(help="Parallel stem downloads.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tracks per Prefect task run.")] = None,
-    poll_initial: Annotated[float | None, typer.Option(help="Seconds before the first poll of a job.")] = None,
+    poll_initial: Annotated[float | None, typer.Option(
+        help="Seconds before the first poll of a job (default: timed from the separation latencies seen).")] = None,
     poll_max: Annotated[float | None, typer.Option(help="Longest wait between polls of a job.")] = None,
     job_timeout: Annotated[float | None, typer.Option(help="Stop polling a job after this many seconds.")] = None,
     max_download_mb: Annotated[float | None, typer.Option(help="Refuse stem files larger than this.")] = None,
@@ -89,6 +91,7 @@ def run(
                                                    "[env STEMCAT_RATE_STORE].")] = None,
     analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    ledger_url: LedgerUrlOption = None,
 ) -> None:
     """Separate every track of MANIFEST into stems, download them, and update the catalog."""
     settings = load_settings()
@@ -104,6 +107,7 @@ def run(
         callback_url=callback_url or settings.callback_url,
         rate_store=rate_store or settings.rate_store,
         poll_share=settings.poll_share if poll_share is None else poll_share, analyze=analyze,
+        ledger_url=resolve_ledger_url(ledger_url, settings),
     )
     if not (settings.api_key and settings.api_key.get_secret_value().strip()):
         err_console.print("[red]SUNO_API_KEY is not set.[/red] Export your key (it is only ever sent in the "
@@ -123,8 +127,8 @@ def run_flow(params: dict[str, Any], *, verbose: bool = False) -> int:
     from stemcat.flows.separate import separate_manifest
     from stemcat.flows.summary import EXIT_INCOMPLETE
     from stemcat.cli.display import RichProgress, summary_table
-    from stemcat.tasks.plan import Plan
-    from stemcat.tasks.progress import set_reporter
+    from stemcat.tasks.separation.planning import Plan
+    from stemcat.tasks.separation.progress import set_reporter
 
     with RichProgress(console) as progress:
         set_reporter(progress)
@@ -192,21 +196,6 @@ def demo(
     raise typer.Exit(run_demo(console, data_dir=data_dir, tracks=tracks))
 
 
-pacer_app = typer.Typer(no_args_is_help=True, help="The shared rate-budget service for runs on several machines.")
-app.add_typer(pacer_app, name="pacer")
-
-
-@pacer_app.command("serve")
-def pacer_serve(
-    host: Annotated[str, typer.Option(help="Interface; bind it to a trusted network only.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8790,
-) -> None:
-    """Hold every key's rate budget for runs anywhere (point them at it with --rate-store http://HOST:PORT)."""
-    from stemcat.client.ratelimit.pacer_service import serve
-
-    serve(host=host, port=port)
-
-
 def _register_commands() -> None:
     from stemcat.cli.cmd_analyze import analyze_command
     from stemcat.cli.cmd_export import export_command
@@ -234,6 +223,7 @@ def callbacks_serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8766,
     data_dir: DataDirOption = None,
+    ledger_url: LedgerUrlOption = None,
 ) -> None:
     """Receive the API's callbacks into the ledger, independently of any run (point STEMCAT_CALLBACK_URL here).
 
@@ -244,10 +234,11 @@ def callbacks_serve(
     import time
 
     from stemcat.catalog import Ledger
-    from stemcat.tasks.callbacks import CallbackReceiver, load_secret
+    from stemcat.services.callbacks import CallbackReceiver, load_secret
 
-    directory = _data_dir(data_dir, load_settings())
-    ledger = Ledger(directory / "ledger.sqlite")
+    settings = load_settings()
+    directory = _data_dir(data_dir, settings)
+    ledger = Ledger.open(directory, resolve_ledger_url(ledger_url, settings))
     with CallbackReceiver(ledger, load_secret(directory), host=host, port=port) as receiver:
         console.print(f"receiving callbacks on {receiver.base_url}/callback/<token>  (Ctrl-C stops)")
         try:

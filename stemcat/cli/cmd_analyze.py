@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from stemcat.cli.ledger_option import LedgerUrlOption, resolve_ledger_url
 from stemcat.settings import load_settings, quiet_prefect_environment
 from stemcat.tasks.analysis.metrics import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS
 
@@ -46,6 +47,7 @@ def analyze_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Jobs per Prefect task run.")] = 50,
     analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    ledger_url: LedgerUrlOption = None,
 ) -> None:
     """Measure downloaded stems (levels, loudness, silence) and how well they add back up to the mix."""
     settings = load_settings()
@@ -58,13 +60,14 @@ def analyze_command(
     from stemcat.flows.analyze import analyze_catalog
 
     directory = data_dir if data_dir is not None else settings.data_dir
-    if not (directory / "ledger.sqlite").exists():
+    ledger_url = resolve_ledger_url(ledger_url, settings)
+    if ledger_url is None and not (directory / "ledger.sqlite").exists():
         err_console.print(f"[red]No ledger in {directory}.[/red] Run `stemcat run MANIFEST` first, or pass --data-dir.")
         raise typer.Exit(EXIT_BAD_CONFIG)
     summary = asyncio.run(analyze_catalog(
         data_dir=str(directory), silent_threshold_dbfs=silent_threshold, min_snr_db=min_snr, reanalyze=reanalyze,
         fetch_mixes=fetch_mixes, base_url=base_url or settings.base_url, batch_size=batch_size,
-        max_download_mb=settings.max_download_mb, analysis_workers=analysis_workers,
+        max_download_mb=settings.max_download_mb, ledger_url=ledger_url, analysis_workers=analysis_workers,
     ))
     console.print(summary_table(summary))
     raise typer.Exit(EXIT_SOME_FAILED if summary["outcomes"].get("failed") else EXIT_OK)

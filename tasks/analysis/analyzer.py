@@ -1,6 +1,6 @@
 """Analyse downloaded jobs: levels, loudness, silence, and how well stems add back up to the mix.
 
-Per song, the mix is fetched once (free, see ``tasks.mixes``); then each of its separations is
+Per song, the mix is fetched once (free, see ``tasks.separation.mixes``); then each of its separations is
 measured in one streaming pass over its stems and the mix (``decode``) in a worker
 process (``pool``), and stored in one ledger transaction. Never pays for anything and never downloads a stem.
 """
@@ -13,12 +13,12 @@ from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 
-from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow
+from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow, StemStatus
 from stemcat.client import SunoClient
-from stemcat.tasks.mixes import candidate_urls, ensure_mix
 from stemcat.tasks.analysis.decode import JobRequest, decode_job
 from stemcat.tasks.analysis.metrics import JobMetrics, QualityThresholds
 from stemcat.tasks.analysis.pool import AnalysisPool, WorkerDied, shared_pool
+from stemcat.tasks.separation.mixes import candidate_urls, ensure_mix
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _load_jobs(ledger: Ledger, job_ids: list[str]) -> list[Job]:
 
 def _file_on_disk(data_dir: Path, stem: StemRow) -> Path | None:
     """The stem's file when it is downloaded and still there."""
-    if stem.status != "downloaded" or not stem.path:
+    if stem.status != StemStatus.DOWNLOADED or not stem.path:
         return None
     path = data_dir / stem.path
     return path if path.is_file() else None

@@ -1,6 +1,6 @@
 """One decode per downloaded file: a job's new stems verified, and measured, in one pass.
 
-The download step (``tasks.downloads``) calls ``StemCheck.verify`` for each stem it streamed to a
+The download step (``tasks.separation.downloads``) calls ``StemCheck.verify`` for each stem it streamed to a
 ``.part`` file, and ``withdraw`` for each stem it gives up on or finds already on disk. When the
 run analyses (``RunOptions.analyze``), the first ``verify`` of each stem waits until every stem of
 the job has arrived or been withdrawn; one pass in a worker process then decodes them together
@@ -28,7 +28,7 @@ from stemcat.tasks.analysis.decode import AudioFacts, JobDecode, JobRequest, dec
 from stemcat.tasks.analysis.metrics import QualityThresholds
 from stemcat.tasks.analysis.pool import AnalysisPool, shared_pool
 from stemcat.tasks.context import RunContext
-from stemcat.tasks.mixes import MixOutcome, candidate_urls, ensure_mix
+from stemcat.tasks.separation.mixes import MixOutcome, candidate_urls, ensure_mix
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,21 @@
-"""The backend contract the ledger's concern modules rely on (``catalog.ledger.backend``), on SQLite."""
+"""The backend contract the ledger's concern modules rely on (``catalog.ledger.backend``), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from stemcat.catalog.ledger import Backend, SqliteBackend
+from stemcat.catalog.ledger import Backend
 from stemcat.catalog.ledger.backend import Connection
+from tests.catalog.conftest import LedgerTarget
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Backend:
-    return SqliteBackend(tmp_path / "ledger.sqlite", busy_timeout_s=0.0)
+def backend(ledger_target: LedgerTarget) -> Iterator[Backend]:
+    backend = ledger_target.backend(busy_timeout_s=0.0)
+    yield backend
+    backend.close()
 
 
 @pytest.fixture
@@ -40,6 +41,13 @@ def test_insert_new_inserts_once_per_unique_key(backend: Backend, con: Connectio
     assert _started(con) == [("r1", 1.0), ("r2", 3.0)]
 
 
+def test_rows_are_addressable_by_name_and_position(backend: Backend, con: Connection) -> None:
+    with backend.write_transaction(con):
+        backend.insert_new(con, "runs", _run("r1", 1.5), unique=("run_id",))
+    row = con.execute("SELECT run_id, started_at FROM runs WHERE run_id = ?", ("r1",)).fetchone()
+    assert (row["run_id"], row[1], list(row.keys()), tuple(row)) == ("r1", 1.5, ["run_id", "started_at"], ("r1", 1.5))
+
+
 def test_a_failed_savepoint_undoes_only_itself(backend: Backend, con: Connection) -> None:
     with backend.write_transaction(con):
         with backend.savepoint(con):
@@ -50,17 +58,24 @@ def test_a_failed_savepoint_undoes_only_itself(backend: Backend, con: Connection
     assert _started(con) == [("kept", 1.0)]
 
 
-def test_a_write_lock_held_elsewhere_is_busy(backend: Backend, con: Connection, tmp_path: Path) -> None:
-    other = sqlite3.connect(tmp_path / "ledger.sqlite", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        with pytest.raises(sqlite3.OperationalError) as caught, backend.write_transaction(con):
+def test_a_failed_write_transaction_is_rolled_back(backend: Backend, con: Connection) -> None:
+    with pytest.raises(RuntimeError), backend.write_transaction(con):
+        backend.insert_new(con, "runs", _run("undone", 1.0), unique=("run_id",))
+        raise RuntimeError("this transaction fails")
+    assert _started(con) == []
+
+
+def test_a_write_lock_held_elsewhere_is_busy(
+    ledger_target: LedgerTarget, backend: Backend, con: Connection
+) -> None:
+    with ledger_target.write_lock_held_elsewhere():
+        with pytest.raises(Exception) as caught, backend.write_transaction(con):
             pass
         assert backend.is_busy(caught.value)
         assert not backend.is_busy(ValueError("database is locked"))
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+    with backend.write_transaction(con):  # the connection is usable again once the lock is free
+        backend.insert_new(con, "runs", _run("after", 1.0), unique=("run_id",))
+    assert _started(con) == [("after", 1.0)]
 
 
 def test_a_read_snapshot_does_not_see_later_writes(backend: Backend, con: Connection) -> None:

@@ -13,8 +13,8 @@ from stemcat.catalog import Ledger, open_catalog
 from stemcat.catalog.reports import failures_report, track_quality_report
 from stemcat.client import SunoClient
 from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
+from stemcat.services.callbacks import CallbackHub
 from stemcat.tasks.analysis.steps import analyze_batch
-from stemcat.tasks.callbacks import CallbackHub
 from stemcat.tasks.context import RunContext, RunOptions
 from stemcat.tasks.analysis.metrics import DEFAULT_MIN_SNR_DB
 

@@ -16,7 +16,7 @@ from stemcat.tasks.analysis.checks import StemCheck
 from stemcat.tasks.analysis.decode import JobRequest, UndecodableAudio, decode_job
 from stemcat.tasks.analysis.metrics import QualityThresholds
 from stemcat.tasks.context import RunOptions
-from stemcat.tasks.mixes import mix_relpath
+from stemcat.tasks.separation.mixes import mix_relpath
 
 RATE = 22_050
 

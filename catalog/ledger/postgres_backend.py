@@ -1,0 +1,383 @@
+"""The ledger on a PostgreSQL server, so runs on several hosts share one record of what was paid for.
+
+Transactions. Every write transaction takes one transaction-scoped advisory lock (the
+"ledger write lock") right after ``BEGIN``, at READ COMMITTED: the exact counterpart of SQLite's
+``BEGIN IMMEDIATE``, which the concern modules were written against ("every read inside a write
+transaction sees no other writer"). Why not the two usual alternatives:
+
+- SERIALIZABLE aborts a conflicting transaction at any statement or at COMMIT, and the only
+  remedy is to run the whole block again; the concern modules' ``with self._write() as con:``
+  blocks cannot be re-run from inside the backend, so every write method would need a retry loop.
+- Row locks (``SELECT … FOR UPDATE``) need dialect-specific SQL in every read-then-write and a
+  per-method argument that the rows locked cover the predicate read: they do not for, e.g.,
+  ``record_stem_download``'s "is every stem downloaded?" count, where two downloads of sibling
+  stems would each miss the other and no one would mark the job downloaded.
+
+One lock per ledger serialises its writers across hosts as SQLite does on one host. A write
+transaction holds it for a few round trips (milliseconds); the work a run does per job (about
+ten writes, at most a few jobs per second per API key) stays far below that ceiling. The claim's
+exactly-once guarantee does not rest on the lock: the intent is inserted with ``INSERT … ON
+CONFLICT DO NOTHING RETURNING`` on the unique (audio_id, separation_type, attempt) key and
+committed before the paid request is sent. A lock not granted within the busy timeout raises
+``LedgerBusyError`` (``is_busy``); ``busy_timeout_s=0`` waits one millisecond (the group-commit
+writer retries on its event loop).
+
+Reads outside a write transaction run in autocommit, one statement each, like SQLite's; a
+``read_snapshot`` is a REPEATABLE READ READ ONLY transaction on a connection of its own, read
+through a server-side cursor. Connections come from a small ``psycopg_pool.ConnectionPool``
+checked at checkout; the ledger keeps one while it is open and replaces it after the server
+went away. A lost connection raises ``LedgerUnavailableError``; one lost inside a write
+transaction fails every later statement of that transaction, so nothing runs outside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from stemcat.catalog.errors import LedgerBusyError, LedgerUnavailableError
+from stemcat.catalog.ledger.backend import marks
+from stemcat.catalog.ledger.urls import is_postgres_url, masked_url
+from stemcat.catalog.migrations import postgres_schema_version, upgrade_postgres
+from stemcat.catalog.schema import SCHEMA_VERSION
+
+DEFAULT_BUSY_TIMEOUT_S = 60.0
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+
+# The ledger write lock: pg_advisory_xact_lock(int4, int4), per database. The first key is
+# 'stmc' in ASCII, so it does not collide with another application's single-key locks by accident.
+_LOCK_KEYS = (0x73746D63, 1)
+_SERVER_GONE_STATES = ("57P01", "57P02", "57P03")
+
+
+@lru_cache(maxsize=1024)
+def to_pyformat(sql: str) -> str:
+    """Rewrite ``?`` placeholders to psycopg's ``%s`` (and a literal ``%`` to ``%%``), outside quotes."""
+    out: list[str] = []
+    quote: str | None = None
+    for char in sql:
+        if char == "%":
+            out.append("%%")
+            continue
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in ("'", '"'):
+            quote = char
+        elif char == "?":
+            out.append("%s")
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+class PgRow(tuple):  # noqa: SLOT001 - each row carries its cursor's column index
+    """A result row, addressable by column name and by position (like ``sqlite3.Row``)."""
+
+    _index: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], index: dict[str, int]) -> PgRow:
+        row = super().__new__(cls, values)
+        row._index = index
+        return row
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+
+def _pg_row_factory(cursor: Any) -> Any:
+    description = cursor.description or ()
+    index = {column.name: position for position, column in enumerate(description)}
+
+    def make(values: Sequence[Any]) -> PgRow:
+        return PgRow(values, index)
+
+    return make
+
+
+class PostgresConnection:
+    """One pooled connection behind the seam's ``Connection`` protocol (``?`` placeholders).
+
+    It takes a connection from the pool on first use and gives a broken one back, so the next
+    statement after a server restart reconnects, unless a write transaction was open on it.
+    """
+
+    def __init__(self, backend: PostgresBackend, raw: psycopg.Connection[Any] | None = None) -> None:
+        self._backend = backend
+        self._raw = raw
+        self._pinned = raw is not None  # a snapshot's own connection: never swapped
+        self._in_transaction = False
+        self._closed = False
+        self._cursor_names = itertools.count(1)
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        # Without parameters psycopg sends the text as is (no %-escaping; several statements allowed).
+        query = to_pyformat(sql) if parameters else sql
+        params = tuple(parameters) or None
+        while True:
+            stale_candidate = self._raw is not None and not self._in_transaction and not self._pinned
+            raw = self._connection()
+            try:
+                return raw.execute(query, params)  # type: ignore[arg-type] # trusted SQL from the concern modules
+            except psycopg.Error as error:
+                translated = self._translate(error)
+                if translated is error:
+                    raise
+                if not stale_candidate:
+                    raise translated from error
+                # An idle connection the server dropped (a restart): outside a transaction the
+                # statement is a read or a BEGIN, so it is sent once more on a fresh connection.
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+        raw = self._connection()
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(to_pyformat(sql), [tuple(params) for params in seq_of_parameters])  # type: ignore[arg-type]
+        except psycopg.Error as error:
+            raise self._translate(error) from error
+        return cursor
+
+    def stream(self, sql: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        """A server-side cursor (inside a transaction): ``fetchmany`` streams instead of loading all rows."""
+        raw = self._connection()
+        cursor = raw.cursor(name=f"stemcat_export_{next(self._cursor_names)}")
+        try:
+            cursor.execute(to_pyformat(sql) if parameters else sql, tuple(parameters) or None)  # type: ignore[arg-type]
+        except psycopg.Error as error:
+            raise self._translate(error) from error
+        return cursor
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        raw, self._raw = self._raw, None
+        if raw is not None and not self._pinned:
+            self._backend.give_back(raw)
+
+    # Transactions (used by PostgresBackend only).
+
+    def begin(self, statement: str) -> None:
+        if self._in_transaction:
+            raise RuntimeError("a ledger transaction is already open on this connection")
+        self.execute(statement)
+        self._in_transaction = True
+
+    def commit(self) -> None:
+        try:
+            self.execute("COMMIT")
+        except LedgerUnavailableError as error:
+            raise LedgerUnavailableError(str(self._backend), "the connection broke during COMMIT",
+                                         commit_unknown=True) from error
+        finally:
+            self._in_transaction = False
+
+    def rollback(self) -> None:
+        """Undo the open transaction; nothing to do when its connection is already gone."""
+        try:
+            if self._raw is not None and not self._raw.broken:
+                self.execute("ROLLBACK")
+        finally:
+            self._in_transaction = False
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise LedgerUnavailableError(str(self._backend), "this connection was closed")
+        if self._raw is None:
+            if self._in_transaction or self._pinned:
+                raise LedgerUnavailableError(str(self._backend), "the connection broke inside a transaction")
+            self._raw = self._backend.checkout()
+        return self._raw
+
+    def _translate(self, error: psycopg.Error) -> Exception:
+        raw = self._raw
+        gone = raw is None or raw.broken or raw.closed or (error.sqlstate or "").startswith("08") \
+            or error.sqlstate in _SERVER_GONE_STATES
+        if not gone:
+            return error
+        if raw is not None and not self._pinned:
+            self._raw = None
+            self._backend.give_back(raw)
+        return LedgerUnavailableError(str(self._backend), f"{type(error).__name__}: {str(error).strip()}")
+
+
+class PostgresBackend:
+    """A ledger in a PostgreSQL database named by a ``postgresql://`` URL (libpq's URL syntax)."""
+
+    dialect = "postgres"
+    # The database's clock, in epoch seconds: judging a lease by it keeps hosts' clock skew out.
+    now_sql = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        max_connections: int = 4,
+    ) -> None:
+        if not is_postgres_url(url):
+            raise ValueError(f"not a PostgreSQL URL (postgresql://user@host:port/database): {masked_url(str(url))}")
+        self.url = url
+        self.busy_timeout_s = busy_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_connections = max_connections
+        self._pool: ConnectionPool[Any] | None = None
+        self._pool_lock = threading.Lock()
+        lock_ms = max(1, int(busy_timeout_s * 1000))
+        self._begin_write = (
+            "BEGIN ISOLATION LEVEL READ COMMITTED;"
+            f" SET LOCAL lock_timeout = '{lock_ms}ms';"
+            f" SELECT pg_advisory_xact_lock({_LOCK_KEYS[0]}, {_LOCK_KEYS[1]})"
+        )
+
+    def __str__(self) -> str:
+        return masked_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({masked_url(self.url)!r})"
+
+    def sibling(self, *, busy_timeout_s: float) -> PostgresBackend:
+        """Another backend on the same database (its own pool) with another busy timeout."""
+        return PostgresBackend(self.url, busy_timeout_s=busy_timeout_s, connect_timeout_s=self.connect_timeout_s,
+                               max_connections=self.max_connections)
+
+    # Pool.
+
+    def checkout(self) -> psycopg.Connection[Any]:
+        try:
+            return self._get_pool().getconn(timeout=self.connect_timeout_s)
+        except PoolTimeout as error:
+            raise LedgerUnavailableError(
+                str(self), f"no connection within {self.connect_timeout_s:g} s: is the server running?"
+            ) from error
+
+    def give_back(self, raw: psycopg.Connection[Any]) -> None:
+        pool = self._pool
+        if pool is None or pool.closed:
+            raw.close()
+            return
+        pool.putconn(raw)  # a broken connection is discarded and replaced by the pool
+
+    def close(self) -> None:
+        """Close the pool and every connection in it."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _get_pool(self) -> ConnectionPool[Any]:
+        with self._pool_lock:
+            if self._pool is None:
+                pool: ConnectionPool[Any] = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.max_connections,
+                    kwargs={
+                        "autocommit": True,
+                        "row_factory": _pg_row_factory,
+                        "connect_timeout": max(1, int(self.connect_timeout_s)),
+                        "application_name": "stemcat-ledger",
+                    },
+                    check=ConnectionPool.check_connection,
+                    timeout=self.connect_timeout_s,
+                    num_workers=1,
+                    name="stemcat-ledger",
+                    open=False,
+                )
+                pool.open(wait=False)
+                self._pool = pool
+            return self._pool
+
+    # The Backend protocol.
+
+    def connect(self) -> PostgresConnection:
+        con = PostgresConnection(self)
+        try:
+            if postgres_schema_version(con) != SCHEMA_VERSION:
+                with self.write_transaction(con):
+                    upgrade_postgres(con, now=time.time)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextmanager
+    def write_transaction(self, con: Any) -> Iterator[object]:
+        pg = _postgres(con)
+        try:
+            pg.begin(self._begin_write)
+        except pg_errors.LockNotAvailable as error:
+            pg.rollback()
+            raise LedgerBusyError(
+                f"the ledger at {self} is locked by another writer (waited {self.busy_timeout_s:g} s)"
+            ) from error
+        except BaseException:
+            pg.rollback()
+            raise
+        try:
+            yield pg
+        except BaseException:
+            pg.rollback()
+            raise
+        pg.commit()
+
+    @contextmanager
+    def savepoint(self, con: Any) -> Iterator[object]:
+        pg = _postgres(con)
+        pg.execute("SAVEPOINT ledger_write")
+        try:
+            yield pg
+        except BaseException:
+            if pg._raw is not None and not pg._raw.broken:
+                pg.execute("ROLLBACK TO SAVEPOINT ledger_write")
+                pg.execute("RELEASE SAVEPOINT ledger_write")
+            raise
+        pg.execute("RELEASE SAVEPOINT ledger_write")
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[PostgresConnection]:
+        raw = self.checkout()
+        con = PostgresConnection(self, raw)
+        try:
+            con.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # The snapshot is taken at the first query: take it now, so every table comes from one instant.
+            con.execute("SELECT 1").fetchone()
+            yield con
+        finally:
+            try:
+                con.rollback()
+            finally:
+                self.give_back(raw)
+
+    def insert_new(self, con: Any, table: str, row: Mapping[str, Any], unique: Sequence[str]) -> bool:
+        sql = (
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks(len(row))})"
+            f" ON CONFLICT ({', '.join(unique)}) DO NOTHING RETURNING 1"
+        )
+        return bool(_postgres(con).execute(sql, tuple(row.values())).fetchall())
+
+    def is_busy(self, error: BaseException) -> bool:
+        return isinstance(
+            error, LedgerBusyError | pg_errors.LockNotAvailable | pg_errors.SerializationFailure | pg_errors.DeadlockDetected
+        )
+
+
+def _postgres(con: Any) -> PostgresConnection:
+    if not isinstance(con, PostgresConnection):
+        raise TypeError(f"the PostgreSQL backend got a {type(con).__name__}, not its own connection")
+    return con

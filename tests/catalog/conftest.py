@@ -1,0 +1,78 @@
+"""Every ledger test runs on both backends: ``ledger_target`` is SQLite in ``tmp_path`` or a fresh
+PostgreSQL database (``tests.servers.postgres``), with the helpers the tests need on either."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stemcat.catalog.ledger import Backend, Ledger, SqliteBackend
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@dataclass
+class LedgerTarget:
+    """Where one test's ledger lives, and how to reach it from outside the ledger under test."""
+
+    kind: str
+    location: str  # the SQLite file, or the PostgreSQL URL
+    _make: Callable[..., Backend]
+
+    def backend(self, **options: Any) -> Backend:
+        return self._make(**options)
+
+    def ledger(self, **options: Any) -> Ledger:
+        busy = options.pop("busy_timeout_s", None)
+        backend = self.backend() if busy is None else self.backend(busy_timeout_s=busy)
+        return Ledger(backend=backend, **options)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one SELECT (``?`` placeholders) on a connection of its own, as plain tuples."""
+        backend = self.backend()
+        con = backend.connect()
+        try:
+            return [tuple(row) for row in con.execute(sql, params).fetchall()]
+        finally:
+            con.close()
+            backend.close()
+
+    @contextmanager
+    def write_lock_held_elsewhere(self) -> Iterator[None]:
+        """Another connection holds the ledger's write lock for the duration of the block."""
+        if self.kind == "sqlite":
+            other = sqlite3.connect(self.location, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            return
+        import psycopg
+
+        from stemcat.catalog.ledger.postgres_backend import _LOCK_KEYS
+
+        with psycopg.connect(self.location, autocommit=True) as other:
+            other.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_LOCK_KEYS[0]}, {_LOCK_KEYS[1]})")
+            try:
+                yield
+            finally:
+                other.execute("ROLLBACK")
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger_target(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerTarget:
+    if request.param == "postgres":
+        from stemcat.catalog.ledger.postgres_backend import PostgresBackend
+
+        url: str = request.getfixturevalue("postgres_url")
+        return LedgerTarget("postgres", url, lambda **options: PostgresBackend(url, **options))
+    path = tmp_path / "data" / "ledger.sqlite"
+    return LedgerTarget("sqlite", str(path), lambda **options: SqliteBackend(path, **options))
