@@ -35,7 +35,7 @@ from stemcat.settings import load_settings
 from stemcat.client import SunoClient, SunoError
 from stemcat.services.callbacks import CallbackHub, CallbackReceiver, load_secret
 from stemcat.tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
-from stemcat.tasks.analyze import analyze_batch
+from stemcat.tasks.analysis.steps import analyze_batch
 from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
 from stemcat.tasks.separation.planning import Plan, classify
