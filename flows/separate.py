@@ -42,7 +42,7 @@ from stemcat.flows.summary import RunSummary
 from stemcat.client import SunoClient, SunoError, TransportFailure
 from stemcat.services.callbacks import CallbackHub, CallbackReceiver, load_secret
 from stemcat.tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
-from stemcat.tasks.analyze import analyze_batch
+from stemcat.tasks.analysis.steps import analyze_batch
 from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
 from stemcat.tasks.separation.planning import Plan, classify
@@ -339,6 +339,7 @@ async def separate_manifest(
     poll_share: float | None = None,
     analyze: bool = True,
     ledger_url: str | None = None,
+    analysis_workers: int | None = None,
 ) -> dict[str, Any] | State:
     """Separate every track of a manifest into stems and catalog them.
 
@@ -358,7 +359,7 @@ async def separate_manifest(
                 download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial_s,
                 poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_mb=max_download_mb,
                 callback_url=callback_url, rate_store=rate_store, poll_share=poll_share, analyze=analyze,
-                ledger_url=ledger_url,
+                ledger_url=ledger_url, analysis_workers=analysis_workers,
             )
         except ValidationError as error:
             first = error.errors()[0]

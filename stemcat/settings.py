@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 RUN_SETTINGS = (
     "base_url", "callback_url", "rate_store", "rate_limit", "rate_window_s", "poll_share", "concurrency",
     "download_concurrency", "batch_size", "poll_initial_s", "poll_max_s", "job_timeout_s", "max_download_mb",
-    "ledger_url",
+    "ledger_url", "analysis_workers",
 )
 
 
@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     job_timeout_s: float | None = Field(default=None, gt=0,
                                         description="Stop polling a job after this; a later run resumes it.")
     max_download_mb: float | None = Field(default=None, gt=0, description="Refuse any stem file larger than this.")
+    analysis_workers: int | None = Field(default=None, ge=1, description="Processes that decode and measure audio.")
     ledger_url: str | None = Field(default=None, repr=False, description="postgresql://… ledger shared by "
                                    "several hosts; unset: ledger.sqlite in the data directory.")
 

@@ -46,6 +46,7 @@ class Format(StrEnum):
 
 
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")]
+from stemcat.cli.cmd_analyze import AnalysisWorkersOption  # noqa: E402 - shared with `stemcat analyze`
 
 
 def _print_plan(summary: dict[str, Any]) -> None:
@@ -102,6 +103,7 @@ def run(
     callback_url: Annotated[str | None, typer.Option(help="Public base URL of `stemcat callbacks serve`.")] = None,
     rate_store: Annotated[str | None, typer.Option(help="Shared rate budget for concurrent runs "
                                                    "[env STEMCAT_RATE_STORE].")] = None,
+    analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
     ledger_url: LedgerUrlOption = None,
 ) -> None:
@@ -117,7 +119,7 @@ def run(
         download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial,
         poll_max_s=poll_max, job_timeout_s=job_timeout, max_download_mb=max_download_mb, callback_url=callback_url,
         rate_store=rate_store, poll_share=poll_share, analyze=analyze,
-        ledger_url=resolve_ledger_url(ledger_url, env),
+        ledger_url=resolve_ledger_url(ledger_url, env), analysis_workers=analysis_workers,
     ))
     if not env.has_api_key():
         fail("SUNO_API_KEY is not set: export your key (it is only ever sent in the Authorization header), "

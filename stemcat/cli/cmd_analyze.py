@@ -21,6 +21,11 @@ from stemcat.settings import quiet_prefect_environment, verbose_prefect_environm
 console = Console()
 err_console = Console(stderr=True)
 
+AnalysisWorkersOption = Annotated[int | None, typer.Option(
+    "--analysis-workers", min=1, help="Processes that decode and measure audio [env STEMCAT_ANALYSIS_WORKERS] "
+                                      "(default: one per core).")]
+
+
 def analyze_command(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")] = None,
     silent_threshold: Annotated[float | None, typer.Option(
@@ -35,6 +40,7 @@ def analyze_command(
                                               "(free; needs SUNO_API_KEY). Without: stems only, no SNR.")] = True,
     base_url: Annotated[str | None, typer.Option(help="API base URL [env SUNO_BASE_URL].")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Jobs per Prefect task run.")] = 50,
+    analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
     ledger_url: LedgerUrlOption = None,
 ) -> None:
@@ -56,8 +62,8 @@ def analyze_command(
                                                   ("min_snr_db", min_snr)) if value is not None}
     summary = summary_of_sync(asyncio.run(analyze_catalog(
         data_dir=str(directory), reanalyze=reanalyze, fetch_mixes=fetch_mixes, base_url=base_url or env.base_url,
-        batch_size=batch_size, max_download_mb=env.max_download_mb, ledger_url=ledger_url, return_state=True,
-        **thresholds,
+        batch_size=batch_size, max_download_mb=env.max_download_mb, ledger_url=ledger_url,
+        analysis_workers=analysis_workers or env.analysis_workers, return_state=True, **thresholds,
     )))
     console.print(summary_table(summary))
     raise typer.Exit(int(summary["exit_code"]))
