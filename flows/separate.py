@@ -34,7 +34,7 @@ from stemcat.flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
 from stemcat.settings import load_settings
 from stemcat.client import SunoClient, SunoError
 from stemcat.tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
-from stemcat.tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
+from stemcat.tasks.context import RunAborted, RunContext, RunLease, RunLock, RunOptions, WorkItem
 from stemcat.tasks.analyze import analyze_batch
 from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
@@ -193,7 +193,7 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
     secret = load_secret(options.data_dir)
     limiter = make_limiter(options)
     try:
-        with RunLock(options.data_dir, run_id):
+        with RunLock(options.data_dir, run_id), RunLease(ledger, run_id):
             async with SunoClient(base_url=options.base_url, limiter=limiter,
                                   max_download_connections=options.download_concurrency) as client, \
                     AsyncExitStack() as receiving:

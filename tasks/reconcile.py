@@ -21,7 +21,7 @@ def settle(ctx: RunContext) -> Counter[str]:
     for job in ctx.ledger.jobs_by_status(["intent", "unknown"]):
         if job.run_id == ctx.run_id:
             continue
-        if job.status == "intent" and run_is_alive(ctx.options.data_dir, job.run_id):
+        if job.status == "intent" and run_is_alive(ctx.options.data_dir, job.run_id, ctx.ledger):
             counts["in_flight_elsewhere"] += 1
             continue
         remote = next((cb["remote_task_id"] for cb in ctx.ledger.callbacks_for_token(job.job_id)

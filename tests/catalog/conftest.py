@@ -43,6 +43,16 @@ class LedgerTarget:
             con.close()
             backend.close()
 
+    def records(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of one SELECT as dicts of column name to value."""
+        backend = self.backend()
+        con = backend.connect()
+        try:
+            return [dict(zip(row.keys(), row, strict=True)) for row in con.execute(sql, params).fetchall()]
+        finally:
+            con.close()
+            backend.close()
+
     @contextmanager
     def write_lock_held_elsewhere(self) -> Iterator[None]:
         """Another connection holds the ledger's write lock for the duration of the block."""
