@@ -24,10 +24,17 @@ writer retries on its event loop).
 
 Reads outside a write transaction run in autocommit, one statement each, like SQLite's; a
 ``read_snapshot`` is a REPEATABLE READ READ ONLY transaction on a connection of its own, read
-through a server-side cursor. Connections come from a small ``psycopg_pool.ConnectionPool``
-checked at checkout; the ledger keeps one while it is open and replaces it after the server
-went away. A lost connection raises ``LedgerUnavailableError``; one lost inside a write
-transaction fails every later statement of that transaction, so nothing runs outside it.
+through a server-side cursor.
+
+Connections. A ``psycopg_pool.NullConnectionPool`` caps them (``max_connections``) and makes each
+one in the calling thread: the ledger holds its connection for as long as it is open (and a
+snapshot holds its own for one export), so idle connections kept warm would buy nothing, while a
+``ConnectionPool`` refills itself in a background worker that backs off (1 s, 2 s, 4 s, …) after
+failed attempts, and so kept failing for seconds after the server was back. Here a refused
+connection fails at once and the first statement after a restart reconnects. A lost connection
+raises ``LedgerUnavailableError``; one lost inside a write transaction fails every later
+statement of that transaction, so nothing runs outside it, and one lost during COMMIT says that
+the outcome is unknown.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import NullConnectionPool, PoolTimeout
 
 from stemcat.catalog.errors import LedgerBusyError, LedgerUnavailableError
 from stemcat.catalog.ledger.backend import marks
@@ -236,7 +243,7 @@ class PostgresBackend:
         self.busy_timeout_s = busy_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
-        self._pool: ConnectionPool[Any] | None = None
+        self._pool: NullConnectionPool[Any] | None = None
         self._pool_lock = threading.Lock()
         lock_ms = max(1, int(busy_timeout_s * 1000))
         self._begin_write = (
@@ -265,13 +272,16 @@ class PostgresBackend:
             raise LedgerUnavailableError(
                 str(self), f"no connection within {self.connect_timeout_s:g} s: is the server running?"
             ) from error
+        except psycopg.OperationalError as error:
+            # libpq's message names host and port only; str(self) masks the password.
+            raise LedgerUnavailableError(str(self), f"cannot connect: {str(error).strip().splitlines()[0]}") from error
 
     def give_back(self, raw: psycopg.Connection[Any]) -> None:
         pool = self._pool
         if pool is None or pool.closed:
             raw.close()
             return
-        pool.putconn(raw)  # a broken connection is discarded and replaced by the pool
+        pool.putconn(raw)  # closed there (a null pool keeps none idle)
 
     def close(self) -> None:
         """Close the pool and every connection in it."""
@@ -280,12 +290,11 @@ class PostgresBackend:
         if pool is not None:
             pool.close()
 
-    def _get_pool(self) -> ConnectionPool[Any]:
+    def _get_pool(self) -> NullConnectionPool[Any]:
         with self._pool_lock:
             if self._pool is None:
-                pool: ConnectionPool[Any] = ConnectionPool(
+                pool: NullConnectionPool[Any] = NullConnectionPool(
                     self.url,
-                    min_size=1,
                     max_size=self.max_connections,
                     kwargs={
                         "autocommit": True,
@@ -293,7 +302,6 @@ class PostgresBackend:
                         "connect_timeout": max(1, int(self.connect_timeout_s)),
                         "application_name": "stemcat-ledger",
                     },
-                    check=ConnectionPool.check_connection,
                     timeout=self.connect_timeout_s,
                     num_workers=1,
                     name="stemcat-ledger",

@@ -121,10 +121,11 @@ class PostgresServer:
             for statement in statements:
                 con.execute(statement)
 
-    def create_database(self) -> str:
-        """A fresh database copied from the template; returns its URL."""
+    def create_database(self, *, empty: bool = False) -> str:
+        """A fresh database copied from the template (with the ledger's tables, or ``empty``); returns its URL."""
         name = f"t{os.getpid()}_{next(self._counter)}"
-        self.admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+        template = "template0" if empty else TEMPLATE_DB
+        self.admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
