@@ -15,7 +15,7 @@ FAST_OPTIONS = ["--rate-limit=200", "--rate-window=1.0", "--poll-initial=0.2", "
                 "--job-timeout=60", "--batch-size=8", "--concurrency=4"]
 
 
-def test_a_run_with_a_postgres_ledger_pays_once_and_publishes_the_catalog(sim, tmp_path, postgres_url):
+def test_a_run_with_a_postgres_ledger_pays_once_and_publishes_the_catalog(sim, tmp_path, postgres_url, monkeypatch):
     from typer.testing import CliRunner
 
     from stemcat.cli.app import app
@@ -25,6 +25,7 @@ def test_a_run_with_a_postgres_ledger_pays_once_and_publishes_the_catalog(sim, t
     url = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")  # trust auth ignores it
     argv = ["run", str(manifest), "--data-dir", str(data_dir), "--base-url", sim.base_url, "--ledger-url", url,
             *FAST_OPTIONS]
+    monkeypatch.delenv("PGPASSWORD", raising=False)  # the command hands the URL's password to libpq there
     runner = CliRunner()
     first = runner.invoke(app, argv)
     assert first.exit_code == 0, first.output
