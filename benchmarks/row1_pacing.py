@@ -33,9 +33,8 @@ from benchmarks.simulation import (
 )
 from benchmarks.table import Row
 from stemcat.client import GenerateRequest, SeparationType, SunoClient
-from stemcat.client.admission import budget_id
-from stemcat.client.pacer_service import running_pacer
-from stemcat.client.shared_pacing import SharedLimiter, open_admission_store
+from stemcat.client.ratelimit import SharedLimiter, budget_id, open_admission_store
+from stemcat.client.ratelimit.pacer_service import running_pacer
 from stemcat.sim import SimServer
 
 DOCUMENTED_LIMIT = 20

@@ -42,7 +42,7 @@ may be claimed again), ``downloaded``, ``expired``. The allowed changes are in
 committed; a run's ``balance_delta`` should equal minus its spend (``spend_by_run.difference``).
 """
 
-from stemcat.catalog.duckdb_views import open_catalog, refresh_duckdb
+from stemcat.catalog.duckdb_views import connect_catalog_file, open_catalog, refresh_duckdb
 from stemcat.catalog.errors import (
     CatalogError,
     InvalidTransitionError,
@@ -95,6 +95,7 @@ __all__ = [
     "UnknownRunError",
     "arrow_schema",
     "catalog_dir",
+    "connect_catalog_file",
     "duckdb_path",
     "ledger_path",
     "open_catalog",

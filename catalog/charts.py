@@ -2,27 +2,29 @@
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot state, safe in worker threads)
 from an open catalog connection, and written atomically so a linked chart is never half a file.
+matplotlib is imported only when a chart is drawn, after ``use_matplotlib_dir`` has pointed its
+config and font cache at ``DATA_DIR/.matplotlib`` (a run writes nothing under ``~/.cache``).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from stemcat.catalog.atomic_files import replacing
 
 if TYPE_CHECKING:
     import duckdb
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 CHARTS_DIRNAME = "charts"
+MATPLOTLIB_DIRNAME = ".matplotlib"
 SPEND_CHART = "spend_over_time.png"
 HOURS_CHART = "stem_hours.png"
 QUALITY_CHART = "quality.png"
@@ -31,6 +33,19 @@ _TYPE_COLOURS = {"separate_vocal": "#1f77b4", "split_stem": "#ff7f0e", "all type
 _USABLE, _SILENT, _UNANALYSED = "#2ca02c", "#bbbbbb", "#9ecae1"
 _DPI = 110
 _SNR_AXIS_MAX_DB = 60.0
+
+
+def use_matplotlib_dir(data_dir: Path) -> None:
+    """Point matplotlib's config and font cache at ``DATA_DIR/.matplotlib`` for this process.
+
+    Only before matplotlib's first import (it fixes both directories then) and only when the user
+    has not chosen one with ``MPLCONFIGDIR``; a later data dir in the same process shares the first.
+    """
+    if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules:
+        return
+    target = Path(data_dir).resolve() / MATPLOTLIB_DIRNAME
+    target.mkdir(parents=True, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(target)
 
 
 def write_charts(con: duckdb.DuckDBPyConnection, out_dir: Path, *, min_snr_db: float | None = None) -> list[Path]:
@@ -57,6 +72,7 @@ def write_catalog_charts(data_dir: Path, out_dir: Path | None = None, *, min_snr
     """Open the catalog of ``data_dir``, write its charts (default ``DATA_DIR/charts``), close it again."""
     from stemcat.catalog.duckdb_views import open_catalog
 
+    use_matplotlib_dir(Path(data_dir))
     con = open_catalog(Path(data_dir))
     try:
         return write_charts(con, Path(out_dir) if out_dir is not None else Path(data_dir) / CHARTS_DIRNAME,
@@ -66,6 +82,8 @@ def write_catalog_charts(data_dir: Path, out_dir: Path | None = None, *, min_snr
 
 
 def _save(figure: Figure, target: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     with replacing(target) as temp:
         figure.savefig(temp, format="png", dpi=_DPI)
@@ -78,6 +96,9 @@ def _no_data(ax: Axes, text: str) -> None:
 
 
 def _spend_figure(con: duckdb.DuckDBPyConnection) -> Figure:
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
     frame = con.execute(
         """SELECT make_timestamp(epoch_us("at")) AS at, separation_type, credits
            FROM spend ORDER BY "at", spend_id"""
@@ -110,6 +131,8 @@ def _spend_figure(con: duckdb.DuckDBPyConnection) -> Figure:
 
 
 def _hours_figure(con: duckdb.DuckDBPyConnection) -> Figure:
+    from matplotlib.figure import Figure
+
     frame = con.execute(
         """SELECT stem,
                   COALESCE(SUM(duration_s) FILTER (WHERE NOT silent), 0) / 3600.0 AS usable_hours,
@@ -140,6 +163,8 @@ def _hours_figure(con: duckdb.DuckDBPyConnection) -> Figure:
 
 
 def _quality_figure(con: duckdb.DuckDBPyConnection, min_snr_db: float | None) -> Figure:
+    from matplotlib.figure import Figure
+
     stems = con.execute(
         "SELECT stem, lufs, peak_dbfs, silent FROM stems WHERE status = 'downloaded' AND silent IS NOT NULL"
     ).df()
@@ -162,6 +187,8 @@ def _quality_figure(con: duckdb.DuckDBPyConnection, min_snr_db: float | None) ->
 
 def _histogram(ax: Axes, values: pd.Series, title: str, xlabel: str, colour: str, *,
                marker: float | None = None, marker_label: str = "") -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_title(title)
     if values.empty:
         _no_data(ax, "no analysed stems yet")
@@ -178,6 +205,8 @@ def _histogram(ax: Axes, values: pd.Series, title: str, xlabel: str, colour: str
 
 
 def _snr_histogram(ax: Axes, jobs: pd.DataFrame, min_snr_db: float | None) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_title("How well the stems add back up to the mix")
     if jobs.empty:
         _no_data(ax, "no separation compared with its mix yet")

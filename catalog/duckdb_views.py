@@ -1,8 +1,11 @@
 """DuckDB access to the catalog: views over the Parquet snapshots, never a long-held database file.
 
 ``refresh_duckdb`` rebuilds ``catalog.duckdb`` in a temp file and renames it into place, so a
-reader holding the old file keeps working and a new reader is never locked out. ``open_catalog``
-builds the same views in an in-memory database and touches no lock at all.
+reader holding the old file keeps working and a new reader is never locked out. Its views name the
+Parquet files relative to the data directory (``catalog/spend.parquet``), so a copied or moved data
+directory still opens; DuckDB resolves such paths against the reader's working directory or its
+``file_search_path`` (``connect_catalog_file`` sets it). ``open_catalog`` builds the same views in
+an in-memory database and touches no lock at all.
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ def _missing_column_list(table: str, source: Path) -> str:
     )
 
 
-def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, source: Path) -> None:
+def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, source: Path,
+                       relative_to: Path | None = None) -> None:
+    named = source.relative_to(relative_to).as_posix() if relative_to is not None else str(source.resolve())
     con.execute(
         f"CREATE OR REPLACE VIEW {_identifier(table)} AS"
-        f" SELECT *{_missing_column_list(table, source)} FROM read_parquet({_string_literal(str(source.resolve()))})"
+        f" SELECT *{_missing_column_list(table, source)} FROM read_parquet({_string_literal(named)})"
     )
 
 
@@ -80,13 +85,13 @@ def refresh_duckdb(data_dir: Path) -> Path:
     ensure_snapshot_files(data_dir)
     target = duckdb_path(data_dir)
     with replacing(target) as temp:
-        con = duckdb.connect(":memory:")
+        con = duckdb.connect(":memory:", config={"file_search_path": str(data_dir.resolve())})
         try:
             # Oldest storage format that holds views: DuckDB 1.x clients can open the file too.
             con.execute(f"ATTACH {_string_literal(str(temp))} AS fresh (STORAGE_VERSION '{STORAGE_VERSION}')")
             con.execute("USE fresh")
             for table in CATALOG_TABLES:
-                _create_table_view(con, table, parquet_path(data_dir, table))
+                _create_table_view(con, table, parquet_path(data_dir, table), relative_to=data_dir)
             create_report_views(con)
             con.execute("CHECKPOINT fresh")
             con.execute("USE memory")
@@ -97,6 +102,13 @@ def refresh_duckdb(data_dir: Path) -> Path:
             temp.with_name(temp.name + ".wal").unlink()
     sweep_stale_temps([target])
     return target
+
+
+def connect_catalog_file(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    """``DATA_DIR/catalog.duckdb`` opened read-only, its relative Parquet paths resolved under ``data_dir``."""
+    data_dir = Path(data_dir)
+    return duckdb.connect(str(duckdb_path(data_dir)), read_only=True,
+                          config={"file_search_path": str(data_dir.resolve())})
 
 
 def open_catalog(data_dir: Path) -> duckdb.DuckDBPyConnection:

@@ -14,6 +14,7 @@ from stemcat.client.errors import (
     InsufficientCredits,
     InvalidRequest,
     Maintenance,
+    PacerUnavailable,
     PayloadTooLarge,
     RateLimited,
     ResponseFormatError,
@@ -40,11 +41,11 @@ from stemcat.client.models import (
     SuccessFlag,
     parse_credit_balance,
 )
-from stemcat.client.pacing import (
+from stemcat.client.ratelimit import (
     LimiterStats,
     NoLimiter,
     RequestLimiter,
-    SlidingWindowLimiter,
+    SharedLimiter,
     next_admission_time,
 )
 from stemcat.client.stems import (
@@ -81,6 +82,7 @@ __all__ = [
     "Maintenance",
     "NoLimiter",
     "OriginStem",
+    "PacerUnavailable",
     "PayloadTooLarge",
     "RateLimited",
     "RequestLimiter",
@@ -88,7 +90,7 @@ __all__ = [
     "SeparationRecord",
     "SeparationType",
     "ServerError",
-    "SlidingWindowLimiter",
+    "SharedLimiter",
     "SourceDownloadFailed",
     "Stem",
     "SubmitOutcomeUnknown",

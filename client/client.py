@@ -2,7 +2,8 @@
 
 The submit is paid, so it is re-sent only when the request provably was not executed;
 everything else (reads, downloads) is retried with jittered back-off. All API calls of a
-key share one `RequestLimiter`.
+key share one `RequestLimiter`; by default the key's budget in its per-key store, which every
+other command and run on the key shares too (see `stemcat.client.ratelimit`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from stemcat.client.models import (
     parse_credit_balance,
     parse_submitted_task_id,
 )
-from stemcat.client.pacing import RequestLimiter, SlidingWindowLimiter
+from stemcat.client.ratelimit import RequestLimiter, SharedLimiter, limiter_for_key
+from stemcat.client.ratelimit.defaults import RATE_STORE_ENV
 from stemcat.client.transport_errors import describe, provably_unsent, sanitized
 
 
@@ -157,7 +159,11 @@ class SunoClient:
         self.base_url = _resolve_base_url(base_url)
         self._auth = _BearerAuth(key)
         install_log_masking(key)
-        self._limiter: RequestLimiter = limiter if limiter is not None else SlidingWindowLimiter()
+        # A limiter of its own is on the key's shared budget (as a run's is), and closed with the client.
+        self._own_limiter: SharedLimiter | None = None
+        if limiter is None:
+            limiter = self._own_limiter = limiter_for_key(self.base_url, key, store=os.environ.get(RATE_STORE_ENV))
+        self._limiter: RequestLimiter = limiter
         self._max_attempts = max_read_attempts
         self._backoff = JitteredBackoff(backoff_initial_s, backoff_max_s)
         self._maintenance_pause_s = backoff_max_s
@@ -198,6 +204,8 @@ class SunoClient:
     async def aclose(self) -> None:
         await self._api.aclose()
         await self._files.aclose()
+        if self._own_limiter is not None:
+            await self._own_limiter.aclose()
 
     def __repr__(self) -> str:
         return f"SunoClient(base_url={self.base_url!r}, limiter={self._limiter!r})"

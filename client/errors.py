@@ -17,6 +17,7 @@ Hierarchy::
     ├── ServerError                     RETRY          500 and other 5xx
     ├── UnexpectedStatus                ITEM           any other code
     ├── TransportFailure                RETRY          (network errors after retries)
+    │   └── PacerUnavailable            RETRY          (the key's rate store failed; nothing was sent)
     ├── ResponseFormatError             ITEM           (a body that is not the documented shape)
     ├── SubmitOutcomeUnknown            ITEM           (a paid submit that may or may not have run)
     └── DownloadError                                  (stem file downloads)
@@ -166,6 +167,15 @@ class TransportFailure(SunoError):
     ) -> None:
         self.request_sent = request_sent
         super().__init__(message, endpoint=endpoint, retry_after=retry_after)
+
+
+class PacerUnavailable(TransportFailure):
+    """The key's shared rate budget (SQLite file or pacer service) could not be reached; nothing was sent."""
+
+    advice = "The rate store (SQLite file or pacer service) failed; nothing was sent, retry later"
+
+    def __init__(self, message: str, *, endpoint: str = "pacer") -> None:
+        super().__init__(message, request_sent=False, endpoint=endpoint)
 
 
 class ResponseFormatError(SunoError):

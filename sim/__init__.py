@@ -5,15 +5,17 @@ It shares no code with `stemcat.client`; payload shapes follow tests/fixtures/co
 
 from stemcat.sim.admin import AdminClient
 from stemcat.sim.cli import serve
-from stemcat.sim.config import FaultSpec, SimConfig
+from stemcat.sim.config import FaultSpec, RealisticSongs, SimConfig
 from stemcat.sim.manifest import make_tracks_manifest
 from stemcat.sim.models import Charge, SeparationTaskView, SimStats, SimTrack, TrackTruth
+from stemcat.sim.render import default_song_cache, realistic_song_files
 from stemcat.sim.server import SimServer, SimServerError
 
 __all__ = [
     "AdminClient",
     "Charge",
     "FaultSpec",
+    "RealisticSongs",
     "SeparationTaskView",
     "SimConfig",
     "SimServer",
@@ -21,6 +23,8 @@ __all__ = [
     "SimStats",
     "SimTrack",
     "TrackTruth",
+    "default_song_cache",
     "make_tracks_manifest",
+    "realistic_song_files",
     "serve",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from stemcat.sim.config import SimConfig
+from stemcat.sim.config import RealisticSongs, SimConfig
 from stemcat.sim.manifest import ManifestFormat, make_tracks_manifest
 from stemcat.sim.server import SimServer
 from stemcat.sim.stems import SEPARATION_TYPES, SeparationType
@@ -74,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retention", type=float, default=14 * 24 * 3600.0)
     run.add_argument("--clock-speed", type=float, default=1.0)
     run.add_argument("--cache-dir", type=Path, default=None)
+    run.add_argument(
+        "--songs",
+        choices=("synthetic", "realistic"),
+        default="synthetic",
+        help="realistic: 3-minute 44.1 kHz stereo CBR MP3s, a few songs rendered once and cached"
+        " (default cache ~/.cache/stemcat/sim); the sample-rate/channels/duration flags then do not apply",
+    )
+    run.add_argument("--song-count", type=int, default=4, help="realistic: distinct songs in the set")
+    run.add_argument("--song-duration", type=float, default=180.0, help="realistic: seconds per song")
+    run.add_argument("--song-bitrate", type=int, default=128, choices=(96, 112, 128, 160, 192, 224, 256, 320))
     run.add_argument("--callback-info-key", choices=("vocal_removal_info", "vocal_separation_info"))
     run.add_argument("--duplicate-callbacks", action="store_true")
     return parser
@@ -99,6 +109,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         cache_dir=args.cache_dir,
         callback_info_key=args.callback_info_key or "vocal_removal_info",
         duplicate_callbacks=args.duplicate_callbacks,
+        songs=args.songs,
+        realistic=RealisticSongs(
+            count=args.song_count, duration_s=args.song_duration, bitrate_kbps=args.song_bitrate
+        ),
     )
 
 

@@ -9,8 +9,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 FaultRoute = Literal["generate", "record_info", "credit", "generation", "file"]
 CallbackInfoKey = Literal["vocal_removal_info", "vocal_separation_info"]
+SongKind = Literal["synthetic", "realistic"]
+Mp3Bitrate = Literal[96, 112, 128, 160, 192, 224, 256, 320]  # MPEG-1 layer III rates in the 128-192 neighbourhood
 
 FOURTEEN_DAYS_S = 14 * 24 * 3600.0
+
+
+class RealisticSongs(BaseModel):
+    """The small set of full-length songs that `songs="realistic"` serves (44.1 kHz stereo, CBR MP3).
+
+    The set does not depend on the simulator's seed, so every simulator and benchmark shares one cache.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: int = Field(default=4, ge=1, le=8)  # distinct songs; tracks map onto them by audio id
+    duration_s: float = Field(default=180.0, ge=1.0, le=600.0)  # tests shorten it: encoding dominates
+    bitrate_kbps: Mp3Bitrate = 128  # 13 files of 3 minutes at 128 kbps: ~37 MB, like a real split_stem job
 
 
 class SimConfig(BaseModel):
@@ -44,6 +59,10 @@ class SimConfig(BaseModel):
     render_workers: int = Field(default=2, ge=1)
     prerender: bool = True  # render a task's files when it completes; False: only on first download
     mp3_compression_level: float = Field(default=0.0, ge=0.0, le=1.0)
+    # "realistic": every track is one of a few cached full-length songs (see RealisticSongs); sample_rate,
+    # channels, min/max_duration_s and mp3_compression_level then describe nothing that is served.
+    songs: SongKind = "synthetic"
+    realistic: RealisticSongs = RealisticSongs()
 
     @field_validator("processing_s")
     @classmethod

@@ -1,49 +1,48 @@
-"""Rendering songs to MP3 files on disk, in worker threads, cached by audio id and file name.
+"""Rendering songs to MP3 files on disk, in worker threads, cached by song folder and file name.
 
 Completed tasks queue their files at background priority; a download of a file that is not
 on disk yet jumps the queue. Each file is rendered once per cache directory, whichever task
-or route asked for it first, so separate_vocal and split_stem of one song share the work.
+or route asked for it first, so separate_vocal and split_stem of one song share the work (and,
+with realistic songs, every track that plays the same song). What a file contains comes from a
+`SongSource` (sources.py); writing it once, atomically, across processes from diskcache.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
 import queue
 import threading
-from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Final
 
-import soundfile as sf
-
-from stemcat.sim.config import SimConfig
-from stemcat.sim.synth import SYNTH_VERSION, SongAudio, SongPlan, plan_song, render_song
+from stemcat.sim.config import RealisticSongs, SimConfig
+from stemcat.sim.songs import song_name
+from stemcat.sim.sources import make_source, realistic_fingerprint, synthetic_fingerprint
+from stemcat.sim.stems import INSTRUMENT_STEMS
+from stemcat.sim.synth import SongPlan
 
 logger = logging.getLogger(__name__)
 
 URGENT: Final[int] = 0
 BACKGROUND: Final[int] = 1
-_SONGS_KEPT_IN_MEMORY: Final[int] = 6
 
-FileKey = tuple[str, str]  # (audio id, file name: a stem, "instrumental" or "mix")
+FileKey = tuple[str, str]  # (cache folder: an audio id or a realistic song, file name: a stem, "instrumental" or "mix")
 
 
 def cache_fingerprint(config: SimConfig) -> str:
-    """Directory name that changes whenever rendered audio would differ."""
-    parts = (
-        SYNTH_VERSION,
-        config.seed,
-        config.sample_rate,
-        config.channels,
-        config.min_duration_s,
-        config.max_duration_s,
-        config.mp3_compression_level,
-    )
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+    """Directory name (under the cache root) that changes whenever rendered audio would differ."""
+    if config.songs == "realistic":
+        return realistic_fingerprint(config.realistic)
+    return synthetic_fingerprint(config)
+
+
+def default_song_cache() -> Path:
+    """Where realistic songs live when no cache_dir is given: they cost minutes to render, so they persist."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "stemcat" / "sim"
 
 
 class Renderer:
@@ -51,16 +50,14 @@ class Renderer:
 
     def __init__(self, config: SimConfig, cache_root: Path) -> None:
         self._config = config
-        self.directory = cache_root / cache_fingerprint(config)
+        self._source = make_source(config, cache_root)
+        self.directory = self._source.directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._queue: queue.PriorityQueue[tuple[int, int, FileKey | None]] = queue.PriorityQueue()
         self._order = itertools.count()
         self._futures: dict[FileKey, Future[Path]] = {}
         self._started: set[FileKey] = set()
-        self._plans: dict[str, SongPlan] = {}
-        self._songs: OrderedDict[str, SongAudio] = OrderedDict()
-        self._song_locks: dict[str, threading.Lock] = {}
         self._workers = [
             threading.Thread(target=self._work, name=f"suno-sim-render-{i}", daemon=True)
             for i in range(config.render_workers)
@@ -70,34 +67,27 @@ class Renderer:
 
     def plan(self, audio_id: str) -> SongPlan:
         """The (cheap, cached) plan of a song: duration and instruments."""
-        with self._lock:
-            plan = self._plans.get(audio_id)
-        if plan is None:
-            cfg = self._config
-            plan = plan_song(
-                cfg.seed,
-                audio_id,
-                sample_rate=cfg.sample_rate,
-                channels=cfg.channels,
-                min_duration_s=cfg.min_duration_s,
-                max_duration_s=cfg.max_duration_s,
-            )
-            with self._lock:
-                self._plans[audio_id] = plan
-        return plan
+        return self._source.plan(audio_id)
 
     def path_for(self, audio_id: str, name: str) -> Path:
-        return self.directory / audio_id / f"{name}.mp3"
+        return self._path(self._source.folder(audio_id), name)
+
+    def _path(self, folder: str, name: str) -> Path:
+        return self.directory / folder / f"{name}.mp3"
 
     def request(self, audio_id: str, name: str, *, priority: int = URGENT) -> Future[Path]:
         """A future of the file's path; queues the render unless it is on disk or already queued."""
-        key = (audio_id, name)
+        return self.request_file(self._source.folder(audio_id), name, priority=priority)
+
+    def request_file(self, folder: str, name: str, *, priority: int = URGENT) -> Future[Path]:
+        """`request` by cache folder (an audio id, or a realistic song's name)."""
+        key = (folder, name)
         with self._lock:
             future = self._futures.get(key)
             if future is None:
                 future = Future()
                 self._futures[key] = future
-                path = self.path_for(audio_id, name)
+                path = self._path(*key)
                 if path.exists():
                     self._started.add(key)
                     future.set_result(path)
@@ -136,35 +126,34 @@ class Renderer:
                 logger.exception("rendering %s/%s failed", *key)
                 future.set_exception(exc)
 
-    def _render_file(self, audio_id: str, name: str) -> Path:
-        song = self._song(audio_id)
-        path = self.path_for(audio_id, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Unique per process and thread: simulators may share one cache directory.
-        partial = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.partial")
-        sf.write(
-            partial,
-            song.file_signal(name),
-            self._config.sample_rate,
-            format="MP3",
-            subtype="MPEG_LAYER_III",
-            compression_level=self._config.mp3_compression_level,
-        )
-        os.replace(partial, path)
+    def _render_file(self, folder: str, name: str) -> Path:
+        path = self._path(folder, name)
+        self._source.render(folder, name, path)
         return path
 
-    def _song(self, audio_id: str) -> SongAudio:
-        with self._lock:
-            lock = self._song_locks.setdefault(audio_id, threading.Lock())
-        with lock:
-            with self._lock:
-                song = self._songs.get(audio_id)
-                if song is not None:
-                    self._songs.move_to_end(audio_id)
-                    return song
-            song = render_song(self._config.seed, self.plan(audio_id))
-            with self._lock:
-                self._songs[audio_id] = song
-                while len(self._songs) > _SONGS_KEPT_IN_MEMORY:
-                    self._songs.popitem(last=False)
-            return song
+
+SPLIT_STEM_FILES: Final[tuple[str, ...]] = (*INSTRUMENT_STEMS, "mix")
+
+
+def realistic_song_files(
+    cache_dir: Path | None = None, spec: RealisticSongs | None = None, *, workers: int = 2
+) -> list[dict[str, Path]]:
+    """Paths of the realistic song set's files, rendering what is missing first (minutes when cold).
+
+    One dict per song, in song order: the 12 split_stem stems and `mix` -> MP3 path. The same files
+    a `songs="realistic"` simulator with this cache_dir serves; default cache: `default_song_cache()`.
+    """
+    spec = spec or RealisticSongs()
+    config = SimConfig(songs="realistic", realistic=spec, render_workers=workers, prerender=False)
+    renderer = Renderer(config, cache_dir if cache_dir is not None else default_song_cache())
+    try:
+        # Audio ids are hashed onto songs, so address each song's folder directly.
+        songs = [
+            {name: renderer.request_file(song_name(index), name) for name in SPLIT_STEM_FILES}
+            for index in range(spec.count)
+        ]
+        futures = [future for song in songs for future in song.values()]
+        wait(futures)
+        return [{name: future.result() for name, future in song.items()} for song in songs]
+    finally:
+        renderer.close()

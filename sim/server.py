@@ -16,6 +16,7 @@ from stemcat.sim.app import build_app
 from stemcat.sim.config import FaultSpec, SimConfig
 from stemcat.sim.files import install_truncation_filter
 from stemcat.sim.models import Charge, SeparationTaskView, SimStats, SimTrack, TrackTruth
+from stemcat.sim.render import default_song_cache
 from stemcat.sim.runtime import SimRuntime
 
 _STARTUP_TIMEOUT_S = 15.0
@@ -55,11 +56,13 @@ class SimServer:
             raise SimServerError(f"cannot bind {self._host}:{self._requested_port}: {exc}") from exc
         self._socket = sock
         self.port = sock.getsockname()[1]
-        if self.config.cache_dir is None:
+        if self.config.cache_dir is not None:
+            cache_root = Path(self.config.cache_dir)
+        elif self.config.songs == "realistic":
+            cache_root = default_song_cache()  # minutes to render: keep them for the next simulator
+        else:
             self._tempdir = tempfile.TemporaryDirectory(prefix="suno-sim-")
             cache_root = Path(self._tempdir.name)
-        else:
-            cache_root = Path(self.config.cache_dir)
         self._runtime = SimRuntime(self.config, self.base_url, cache_root)
         uv_config = uvicorn.Config(
             build_app(self._runtime),

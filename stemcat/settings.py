@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stemcat.client.shared_pacing import DEFAULT_POLL_SHARE
+from stemcat.client.ratelimit.defaults import DEFAULT_POLL_SHARE
 
 REAL_API_BASE_URL = "https://api.sunoapi.org"
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.catalog.ledger.runs import DEFAULT_RUN_LEASE_S
 from stemcat.client import SunoClient
-from stemcat.client.shared_pacing import DEFAULT_POLL_SHARE
+from stemcat.client.ratelimit.defaults import DEFAULT_POLL_SHARE
 from stemcat.tasks.callbacks import CallbackHub
 from stemcat.tasks.planning import ResubmitPolicy
 from stemcat.tasks.window import JobWindow

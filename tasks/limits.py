@@ -1,10 +1,10 @@
-"""Build the request limiter a run paces its API calls with (submits and polls share it).
+"""The request limiter a run paces its API calls with (submits and polls share it).
 
-Every run on a key shares that key's budget (see `stemcat.client.shared_pacing`):
+Every command on a key shares that key's budget (see `stemcat.client.ratelimit`):
 `rate_store` unset uses the per-key SQLite file under the user's state directory, so
-concurrent runs on this host (whatever their data directories) stay under the cap together
-with no setup; ``http://host:port`` shares it across machines through a pacer service;
-``memory`` keeps it to this process. The API's documented budget is 20 requests per 10 s.
+concurrent runs and commands on this host (whatever their data directories) stay under the
+cap together with no setup; ``http://host:port`` shares it across machines through a pacer
+service; ``memory`` keeps it to this process.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from stemcat.client import API_KEY_ENV
-from stemcat.client.shared_pacing import SharedLimiter, open_admission_store
+from stemcat.client.ratelimit import SharedLimiter, limiter_for_key
 from stemcat.tasks.context import RunOptions
 
 
@@ -23,7 +23,7 @@ def make_limiter(options: RunOptions) -> SharedLimiter:
     """
     # The key is only hashed into the budget's name here; like the client, read it from the
     # environment so it never becomes a flow parameter.
-    store = open_admission_store(
-        options.rate_store, base_url=options.base_url, api_key=os.environ.get(API_KEY_ENV, "").strip()
+    return limiter_for_key(
+        options.base_url, os.environ.get(API_KEY_ENV, "").strip(), store=options.rate_store,
+        limit=options.rate_limit, window_s=options.rate_window_s, poll_share=options.poll_share,
     )
-    return SharedLimiter(store, options.rate_limit, options.rate_window_s, poll_share=options.poll_share)

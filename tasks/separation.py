@@ -25,7 +25,7 @@ from stemcat.client import (
     SunoError,
 )
 from stemcat.catalog import Job, Ledger
-from stemcat.client.shared_pacing import polling
+from stemcat.client.ratelimit import polling
 from stemcat.tasks.callbacks import callback_url
 from stemcat.tasks.context import RunAborted, RunContext, WorkItem
 from stemcat.tasks.planning import needs_force, next_poll_delay

@@ -199,7 +199,7 @@ def pacer_serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8790,
 ) -> None:
     """Hold every key's rate budget for runs anywhere (point them at it with --rate-store http://HOST:PORT)."""
-    from stemcat.client.pacer_service import serve
+    from stemcat.client.ratelimit.pacer_service import serve
 
     serve(host=host, port=port)
 

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from stemcat.catalog import Ledger, open_catalog, refresh_duckdb, write_snapshots
+from stemcat.catalog.duckdb_views import connect_catalog_file
 from tests.catalog import catalog_workers
 from tests.catalog.catalog_sample import build_sample
 from tests.catalog.conftest import BACKENDS
@@ -167,13 +168,12 @@ def test_open_catalog_while_another_process_snapshots_in_a_loop(
 def test_catalog_duckdb_opens_read_only_while_another_process_snapshots(
     published: Path, snapshotting: multiprocessing.Value
 ) -> None:
-    database = str(published / "catalog.duckdb")
-    held = duckdb.connect(database, read_only=True)
+    held = connect_catalog_file(published)
     overlap = Overlap.start(snapshotting)
     try:
         # The rebuilds go on while `held` stays open: the loop ends only once several completed.
         while not overlap.done():
-            con = duckdb.connect(database, read_only=True)
+            con = connect_catalog_file(published)
             try:
                 assert _counts(con) == EXPECTED_COUNTS
             finally:

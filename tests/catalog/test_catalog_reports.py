@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import duckdb
 import pytest
 
 from stemcat import catalog
-from stemcat.catalog import open_catalog, refresh_duckdb, run_sql, spend_report, stems_report, write_snapshots
+from stemcat.catalog import connect_catalog_file, open_catalog, refresh_duckdb, run_sql, spend_report, stems_report, write_snapshots
 from tests.catalog.catalog_sample import build_sample
 
 EXAMPLES = Path(catalog.__file__).with_name("EXAMPLES.sql")
@@ -147,7 +148,7 @@ def test_example_query_runs_and_returns_expected_rows(name: str, con: duckdb.Duc
 
 def test_examples_also_run_in_catalog_duckdb(data_dir: Path) -> None:
     """The views baked into catalog.duckdb answer like the in-memory ones."""
-    con = duckdb.connect(str(data_dir / "catalog.duckdb"), read_only=True)
+    con = connect_catalog_file(data_dir)
     try:
         assert _rows(con, _examples()["balance_mismatch"]) == EXPECTED_EXAMPLES["balance_mismatch"]
         assert _rows(con, "SELECT count(*) FROM stems")[0][0] == 8
@@ -155,6 +156,26 @@ def test_examples_also_run_in_catalog_duckdb(data_dir: Path) -> None:
         assert tags["storage_version"].startswith("v1.0.0"), "DuckDB 1.x clients must be able to open it"
     finally:
         con.close()
+
+
+def test_a_moved_data_dir_opens_in_a_plain_duckdb_client(data_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The views name their Parquet files relative to the data directory, never where it was built."""
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(data_dir, moved)
+    views = _rows(connect_catalog_file(moved), "SELECT sql FROM duckdb_views() WHERE NOT internal")
+    assert views and not any(str(data_dir) in sql for (sql,) in views)
+    expected = _rows(open_catalog(data_dir), "SELECT count(*) FROM stems")
+    by_search_path = duckdb.connect(str(moved / "catalog.duckdb"), read_only=True,
+                                    config={"file_search_path": str(moved)})
+    assert _rows(by_search_path, "SELECT count(*) FROM stems") == expected
+    by_search_path.close()
+    monkeypatch.chdir(moved)  # the other documented way: a client started in the data directory
+    in_place = duckdb.connect("catalog.duckdb", read_only=True)
+    assert _rows(in_place, "SELECT count(*) FROM stems") == expected
+    assert _rows(in_place, "SELECT count(*) FROM spend_by_type") == _rows(open_catalog(data_dir),
+                                                                          "SELECT count(*) FROM spend_by_type")
+    in_place.close()
 
 
 def test_empty_catalog_has_typed_empty_tables(tmp_path: Path) -> None:
@@ -173,8 +194,8 @@ def test_empty_catalog_has_typed_empty_tables(tmp_path: Path) -> None:
 
 
 def test_refresh_before_any_snapshot_gives_empty_tables(tmp_path: Path) -> None:
-    path = refresh_duckdb(tmp_path)
-    con = duckdb.connect(str(path), read_only=True)
+    refresh_duckdb(tmp_path)
+    con = connect_catalog_file(tmp_path)
     try:
         assert _rows(con, "SELECT count(*) FROM stems_summary") == [(0,)]
         assert _rows(con, "SELECT count(*) FROM tracks") == [(0,)]

@@ -21,7 +21,7 @@ from stemcat.client import (
     PayloadTooLarge,
     RateLimited,
     ServerError,
-    SlidingWindowLimiter,
+    SharedLimiter,
     SourceDownloadFailed,
     Stem,
     SuccessFlag,
@@ -199,7 +199,7 @@ def test_backoff_never_undercuts_retry_after() -> None:
 
 async def test_limiter_is_informed_of_throttles_pauses_and_successes(sleep_log: SleepLog) -> None:
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(20, 10.0, clock=clock, sleep=clock.sleep)
+    limiter = SharedLimiter(None, 20, 10.0, clock=clock, sleep=clock.sleep)
     nominal = limiter.current_rate
     api = ScriptedApi(
         {

@@ -18,7 +18,7 @@ from stemcat.client import (
     ResponseFormatError,
     SeparationType,
     ServerError,
-    SlidingWindowLimiter,
+    SharedLimiter,
     SubmitOutcomeUnknown,
     SunoClient,
     SunoError,
@@ -131,7 +131,7 @@ async def test_persistent_throttling_raises_the_throttle_after_bounded_attempts(
 
 async def test_submit_honours_retry_after_and_slows_the_limiter(sleep_log: SleepLog) -> None:
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(20, 10.0, clock=clock, sleep=clock.sleep)
+    limiter = SharedLimiter(None, 20, 10.0, clock=clock, sleep=clock.sleep)
     api = ScriptedApi(
         {SUBMIT: [httpx.Response(430, headers={"Retry-After": "12"}, json={"code": 430, "msg": "slow"}), ACCEPTED]}
     )
@@ -171,7 +171,7 @@ async def test_final_answers_are_raised_at_once(
 
 async def test_maintenance_on_submit_pauses_the_limiter(sleep_log: SleepLog) -> None:
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(20, 10.0, clock=clock, sleep=clock.sleep)
+    limiter = SharedLimiter(None, 20, 10.0, clock=clock, sleep=clock.sleep)
     api = ScriptedApi({SUBMIT: [httpx.Response(455, headers={"Retry-After": "40"}, json={"code": 455}), ACCEPTED]})
     client = SunoClient(API_KEY, "https://api.test", limiter=limiter, transport=api.transport, sleep=sleep_log)
     async with client:

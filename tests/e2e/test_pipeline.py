@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
-import duckdb
 import pytest
 import soundfile as sf
 
 from stemcat.catalog import Ledger, open_catalog
+from stemcat.catalog.duckdb_views import connect_catalog_file
 from stemcat.client import STEMS_BY_TYPE, SeparationType
 from stemcat.sim import make_tracks_manifest
 
@@ -58,7 +58,7 @@ def test_mixed_manifest_yields_exact_stems_durations_and_spend(sim, tmp_path):
     assert again["counts"].get("submitted", 0) == 0
 
     # The DuckDB file answers from another connection, read-only.
-    with duckdb.connect(str(data_dir / "catalog.duckdb"), read_only=True) as db:
+    with connect_catalog_file(data_dir) as db:
         assert db.execute("SELECT count(*) FROM stems").fetchone()[0] == len(stems)
 
 

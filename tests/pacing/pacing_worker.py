@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from stemcat.client import API_KEY_ENV, SunoClient, SunoError
-from stemcat.client.shared_pacing import SharedLimiter, open_admission_store
+from stemcat.client.ratelimit import SharedLimiter, open_admission_store
 
 
 class RecordingLimiter(SharedLimiter):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from stemcat.client.admission import (
+from stemcat.client.ratelimit.rules import (
     CLOCK_JUMP_S,
     AdmissionBook,
     PacingParams,

@@ -1,4 +1,7 @@
-"""Requests that may have reached the API late: when they count as late and where their admission moves."""
+"""Requests that may have reached the API late: when they count as late and where their admission moves.
+
+The limiter tests run on a fake clock (a stalled request is a fake sleep); the pacer's runs on real time.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stemcat.client.admission import AdmissionBook, PacingParams, Reservation
-from stemcat.client.admission_sqlite import SqliteAdmissionStore
-from stemcat.client.pacer_service import running_pacer
-from stemcat.client.shared_pacing import MemoryAdmissionStore, SharedLimiter
+from stemcat.client.ratelimit import MemoryAdmissionStore, SharedLimiter, SqliteAdmissionStore
+from stemcat.client.ratelimit.pacer_service import running_pacer
+from stemcat.client.ratelimit.rules import AdmissionBook, PacingParams, Reservation
+from tests.client.conftest import FakeClock
+
+from .conftest import settle
 
 # A 1 s window: the guard is its floor, 0.1 s, so an answer more than 50 ms after its slot
 # (beyond the usual round trip) counts as late.
@@ -21,17 +26,10 @@ WINDOW = 1.0
 TOLERANCE = 0.05
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class LateRecordingStore(MemoryAdmissionStore):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.clock = clock
         self.late: list[tuple[int, float | None]] = []
 
     async def arrived_late(self, tickets: Sequence[int], ages_s: Sequence[float] | None = None) -> None:
@@ -42,63 +40,67 @@ class LateRecordingStore(MemoryAdmissionStore):
 class SlowReserveStore(LateRecordingStore):
     """Plans its slots, then takes `delay_s` to answer (a busy store thread, a slow pacer)."""
 
-    def __init__(self, delay_s: float) -> None:
-        super().__init__()
+    def __init__(self, clock: FakeClock, delay_s: float) -> None:
+        super().__init__(clock)
         self.delay_s = delay_s
         self.tickets: list[int] = []
 
     async def reserve(self, params: PacingParams, count: int, *, first_margin_s: float = 0.0) -> Reservation:
         reservation = await super().reserve(params, count, first_margin_s=first_margin_s)
         self.tickets += [slot.ticket for slot in reservation.slots]
-        await asyncio.sleep(self.delay_s)
+        await self.clock.sleep(self.delay_s)
         return reservation
 
 
-async def _requests(limiter: SharedLimiter, answer_after_s: Sequence[float]) -> None:
+def limiter_on(store: LateRecordingStore) -> SharedLimiter:
+    return SharedLimiter(store, LIMIT, WINDOW, clock=store.clock, sleep=store.clock.sleep)
+
+
+async def _requests(limiter: SharedLimiter, clock: FakeClock, answer_after_s: Sequence[float]) -> None:
     for delay in answer_after_s:
         await limiter.acquire()
-        await asyncio.sleep(delay)
+        await clock.sleep(delay)
         limiter.succeeded()
-    await asyncio.sleep(0.02)  # reports are written by a background task
+    await settle()  # reports are written by a background task
 
 
 async def test_a_slow_answer_does_not_hide_a_late_one_after_it() -> None:
     # The first answer is slow (a new connection; its slot is logged half a second late, see
     # COLD_START_MARGIN_S); the second is late by less than that but by more than the tolerance.
     # Measured against the first as "the usual round trip", it would pass unnoticed.
-    store = LateRecordingStore()
-    limiter = SharedLimiter(store, LIMIT, WINDOW)
-    await _requests(limiter, [0.3, 0.15, 0.0, 0.0])
+    store = LateRecordingStore(FakeClock())
+    limiter = limiter_on(store)
+    await _requests(limiter, store.clock, [0.3, 0.15, 0.0, 0.0])
     assert limiter.late_requests == 1
     assert [ticket for ticket, _ in store.late] == [2]
     await limiter.aclose()
 
 
 async def test_a_late_admission_moves_to_its_answer_less_the_tolerance_not_to_the_answer() -> None:
-    store = LateRecordingStore()
-    limiter = SharedLimiter(store, LIMIT, WINDOW)
-    await _requests(limiter, [0.0, 0.3])
+    store = LateRecordingStore(FakeClock())
+    limiter = limiter_on(store)
+    await _requests(limiter, store.clock, [0.0, 0.3])
     ((ticket, age),) = store.late
     assert ticket == 2 and age is not None
-    # Written a moment after the answer: the age is the tolerance plus that moment.
-    assert TOLERANCE <= age < TOLERANCE + 0.1
+    # Written right after the answer (no time passes on the fake clock): the age is the tolerance.
+    assert age == pytest.approx(TOLERANCE)
     await limiter.aclose()
 
 
 async def test_lateness_counts_from_when_the_store_may_have_logged_the_slot() -> None:
     # The store logs each slot at once but hands it over 0.2 s later: a request sent and
     # answered right away still reaches the API 0.2 s after its logged slot, which is late.
-    store = SlowReserveStore(0.2)
-    limiter = SharedLimiter(store, LIMIT, WINDOW)
-    await _requests(limiter, [0.0, 0.0])  # the first is covered by the cold-start margin
+    store = SlowReserveStore(FakeClock(), 0.2)
+    limiter = limiter_on(store)
+    await _requests(limiter, store.clock, [0.0, 0.0])  # the first is covered by the cold-start margin
     assert [ticket for ticket, _ in store.late] == store.tickets[1:2]
     await limiter.aclose()
 
 
 async def test_answers_within_the_usual_round_trip_move_nothing() -> None:
-    store = LateRecordingStore()
-    limiter = SharedLimiter(store, LIMIT, WINDOW)
-    await _requests(limiter, [0.0] * 12)
+    store = LateRecordingStore(FakeClock())
+    limiter = limiter_on(store)
+    await _requests(limiter, store.clock, [0.0] * 12)
     assert limiter.late_requests == 0 and store.late == []
     await limiter.aclose()
 

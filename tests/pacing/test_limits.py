@@ -1,14 +1,23 @@
-"""`make_limiter`: which store a run's `rate_store` setting picks, and the per-key default."""
+"""`make_limiter`: which store a run's `rate_store` setting picks, the per-key default, and that every
+command on the key (a client built without a limiter) shares the store a run uses."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from stemcat.client.admission_http import HttpAdmissionStore
-from stemcat.client.admission_sqlite import SqliteAdmissionStore
-from stemcat.client.shared_pacing import MemoryAdmissionStore, SharedLimiter, default_store_path, open_admission_store
+from stemcat.client import SunoClient
+from stemcat.client.ratelimit import (
+    HttpAdmissionStore,
+    MemoryAdmissionStore,
+    SharedLimiter,
+    SqliteAdmissionStore,
+    default_store_path,
+    open_admission_store,
+)
+from stemcat.settings import load_settings
 from stemcat.tasks.context import RunOptions
 from stemcat.tasks.limits import make_limiter
 
@@ -58,3 +67,43 @@ def test_limiter_runs_at_the_configured_rate(tmp_path: Path, monkeypatch: pytest
     limiter = make_limiter(options(tmp_path, "memory"))
     assert isinstance(limiter, SharedLimiter)
     assert limiter.nominal_rate == pytest.approx(7 / 3.0)
+
+
+async def test_stemcat_analyze_shares_the_budget_of_a_run_on_the_same_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `stemcat analyze` builds its client without a limiter (flows/analyze.py): that client must
+    # pace on the key's store a run uses, not on a budget of its own.
+    from stemcat.flows.analyze import _mix_client
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SUNO_API_KEY", KEY)
+    base_url = "http://127.0.0.1:9"
+    run = make_limiter(options(tmp_path, None, base_url))
+    async with _mix_client(True, base_url) as client:
+        assert client is not None
+        analysis = client.limiter
+        own, shared = store_of(analysis), store_of(run)
+        assert isinstance(own, SqliteAdmissionStore) and isinstance(shared, SqliteAdmissionStore)
+        assert own.path == shared.path
+        await run.acquire()
+        started = time.monotonic()
+        await analysis.acquire()
+        waited = time.monotonic() - started
+    await run.aclose()
+    # On a budget of its own the analysis would have been admitted at once; on the shared one
+    # it waits for the spacing after the run's (cold, so logged half a second late) admission.
+    assert waited >= 0.5
+
+
+def test_every_client_follows_the_rate_store_setting_a_run_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUNO_API_KEY", KEY)
+    monkeypatch.setenv("STEMCAT_RATE_STORE", f"sqlite://{tmp_path}/shared.sqlite")
+    run = make_limiter(options(tmp_path, load_settings().rate_store))
+    client = SunoClient(base_url="http://127.0.0.1:9")
+    shared = store_of(run)
+    assert isinstance(shared, SqliteAdmissionStore) and shared.path == tmp_path / "shared.sqlite"
+    own = store_of(client.limiter)
+    assert isinstance(own, SqliteAdmissionStore) and own.path == shared.path

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from stemcat.client.admission import budget_id
-from stemcat.client.admission_http import HttpAdmissionStore
-from stemcat.client.admission_sqlite import SqliteAdmissionStore
-from stemcat.client.pacer_service import running_pacer
-from stemcat.client.shared_pacing import AdmissionStore, SharedLimiter
+from stemcat.client.ratelimit import (
+    AdmissionStore,
+    HttpAdmissionStore,
+    SharedLimiter,
+    SqliteAdmissionStore,
+    budget_id,
+)
+from stemcat.client.ratelimit.pacer_service import running_pacer
 from stemcat.sim import SimConfig, SimServer
 
 from .conftest import busiest_window

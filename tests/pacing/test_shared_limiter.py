@@ -1,32 +1,55 @@
-"""`SharedLimiter` in one process: exact windows, the poll policy, whole-run slow-down, store failures."""
+"""`SharedLimiter` in one process: exact windows, the poll policy, whole-run slow-down, store failures.
+
+On a memory store the limiter runs on a fake clock (no test here waits on the wall clock for
+pacing logic); the SQLite variants stay on real time, as the store reads the wall clock.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from stemcat.client.admission import PacingParams, PacingState, Reservation
-from stemcat.client.admission_sqlite import SqliteAdmissionStore
-from stemcat.client.shared_pacing import (
-    AdmissionStore,
+from stemcat.client import PacerUnavailable
+from stemcat.client.ratelimit import (
     MemoryAdmissionStore,
-    PacerUnavailable,
     RequestClass,
     SharedLimiter,
+    SqliteAdmissionStore,
     polling,
 )
+from stemcat.client.ratelimit.rules import PacingParams, PacingState, Reservation
+from tests.client.conftest import FakeClock
 
-from .conftest import busiest_window
+from .conftest import busiest_window, settle
 
 LIMIT = 10
 WINDOW = 1.0
 
 
-async def admit_all(limiter: SharedLimiter, n: int, *, poll: bool = False) -> list[float]:
+def on_fake_clock(limit: int, window_s: float, **options: float) -> tuple[SharedLimiter, FakeClock]:
+    """A limiter with its budget in memory, on a fake clock."""
+    clock = FakeClock()
+    limiter = SharedLimiter(None, limit, window_s, clock=clock, sleep=clock.sleep, **options)  # type: ignore[arg-type]
+    return limiter, clock
+
+
+def on_store(
+    kind: str, tmp_path: Path, limit: int, window_s: float, **options: float
+) -> tuple[SharedLimiter, Callable[[], float]]:
+    """Memory: on a fake clock. SQLite: on real time (the store reads the wall clock)."""
+    if kind == "memory":
+        return on_fake_clock(limit, window_s, **options)
+    limiter = SharedLimiter(SqliteAdmissionStore(tmp_path / "r"), limit, window_s, **options)  # type: ignore[arg-type]
+    return limiter, time.monotonic
+
+
+async def admit_all(
+    limiter: SharedLimiter, n: int, *, poll: bool = False, clock: Callable[[], float] = time.monotonic
+) -> list[float]:
     times: list[float] = []
 
     async def one() -> None:
@@ -35,7 +58,7 @@ async def admit_all(limiter: SharedLimiter, n: int, *, poll: bool = False) -> li
                 await limiter.acquire()
         else:
             await limiter.acquire()
-        times.append(time.monotonic())
+        times.append(clock())
 
     await asyncio.gather(*(one() for _ in range(n)))
     return times
@@ -43,10 +66,9 @@ async def admit_all(limiter: SharedLimiter, n: int, *, poll: bool = False) -> li
 
 @pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
 async def test_bursts_are_smoothed_and_no_window_exceeds_the_limit(store_kind: str, tmp_path: Path) -> None:
-    store: AdmissionStore = MemoryAdmissionStore() if store_kind == "memory" else SqliteAdmissionStore(tmp_path / "r")
-    limiter = SharedLimiter(store, LIMIT, WINDOW, safety=0.1)
-    times = await admit_all(limiter, 16)
-    times += await admit_all(limiter, 4)  # a second burst right after the first
+    limiter, clock = on_store(store_kind, tmp_path, LIMIT, WINDOW, safety=0.1)
+    times = await admit_all(limiter, 16, clock=clock)
+    times += await admit_all(limiter, 4, clock=clock)  # a second burst right after the first
     await limiter.aclose()
     assert busiest_window(times, WINDOW) <= LIMIT
     ordered = sorted(times)
@@ -59,7 +81,7 @@ async def test_bursts_are_smoothed_and_no_window_exceeds_the_limit(store_kind: s
 
 
 async def test_polls_get_their_share_while_submits_wait_and_everything_when_alone() -> None:
-    limiter = SharedLimiter(MemoryAdmissionStore(), 200, 1.0, poll_share=0.25)
+    limiter, _clock = on_fake_clock(200, 1.0, poll_share=0.25)
     order: list[RequestClass] = []
 
     async def one(kind: RequestClass) -> None:
@@ -80,7 +102,7 @@ async def test_polls_get_their_share_while_submits_wait_and_everything_when_alon
 
 
 async def test_zero_poll_share_serves_submits_first() -> None:
-    limiter = SharedLimiter(MemoryAdmissionStore(), 500, 1.0, poll_share=0.0)
+    limiter, _clock = on_fake_clock(500, 1.0, poll_share=0.0)
     order: list[str] = []
 
     async def poll() -> None:
@@ -99,12 +121,11 @@ async def test_zero_poll_share_serves_submits_first() -> None:
 
 @pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
 async def test_throttle_slows_every_waiter_and_honours_retry_after(store_kind: str, tmp_path: Path) -> None:
-    store: AdmissionStore = MemoryAdmissionStore() if store_kind == "memory" else SqliteAdmissionStore(tmp_path / "r")
-    limiter = SharedLimiter(store, 20, 1.0)
-    await admit_all(limiter, 3)
-    throttled_at = time.monotonic()
+    limiter, clock = on_store(store_kind, tmp_path, 20, 1.0)
+    await admit_all(limiter, 3, clock=clock)
+    throttled_at = clock()
     limiter.throttled(0.4)
-    times = await admit_all(limiter, 6)
+    times = await admit_all(limiter, 6, clock=clock)
     assert min(times) - throttled_at >= 0.38
     gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
     assert min(gaps) >= 0.9 * 2 * 1.02 / 20  # half the rate
@@ -114,39 +135,39 @@ async def test_throttle_slows_every_waiter_and_honours_retry_after(store_kind: s
 
 
 async def test_pause_holds_every_request_then_resumes() -> None:
-    limiter = SharedLimiter(MemoryAdmissionStore(), 50, 1.0)
-    await admit_all(limiter, 1)
-    paused_at = time.monotonic()
+    limiter, clock = on_fake_clock(50, 1.0)
+    await admit_all(limiter, 1, clock=clock)
+    paused_at = clock()
     limiter.paused(0.3)
-    times = await admit_all(limiter, 3)
+    times = await admit_all(limiter, 3, clock=clock)
     assert min(times) - paused_at >= 0.28
     assert limiter.pause_count == 1
     await limiter.aclose()
 
 
 async def test_successes_recover_the_rate_step_by_step() -> None:
-    limiter = SharedLimiter(MemoryAdmissionStore(), 100, 1.0)
+    limiter, _clock = on_fake_clock(100, 1.0)
     limiter.throttled(None)
     await admit_all(limiter, 1)
     slow = limiter.current_rate
     for _ in range(4):
         limiter.succeeded()
-    await asyncio.sleep(0.01)  # the recovery is written by a background task
+    await settle()  # the recovery is written by a background task
     await admit_all(limiter, 1)
     assert slow < limiter.current_rate < limiter.nominal_rate / 1.02 + 1e-9
     await limiter.aclose()
 
 
 async def test_cancelled_waiters_do_not_block_the_queue() -> None:
-    limiter = SharedLimiter(MemoryAdmissionStore(), 5, 1.0)  # a slot every 0.22 s
+    limiter, clock = on_fake_clock(5, 1.0)  # a slot every 0.22 s
     await admit_all(limiter, 2)
-    started = time.monotonic()
+    started = clock()
     doomed = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await settle(2)  # they wait; the dispatcher has reserved a slot and sleeps until it is due
     for task in doomed:
         task.cancel()
     await asyncio.wait_for(limiter.acquire(), timeout=2.0)
-    assert time.monotonic() - started < 0.4  # the next slot, not the fourth
+    assert clock() - started < 0.4  # the next slot, not the fourth
     await limiter.aclose()
 
 
@@ -164,8 +185,8 @@ async def test_a_failing_store_fails_the_waiters_with_a_not_sent_error() -> None
 
 
 class CountingStore(MemoryAdmissionStore):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
         self.recoveries = 0
 
     async def recover(self, params: PacingParams, successes: int) -> PacingState:
@@ -177,19 +198,20 @@ class CountingStore(MemoryAdmissionStore):
 
 
 async def test_success_at_full_rate_writes_nothing_to_the_store() -> None:
-    store = CountingStore()
-    limiter = SharedLimiter(store, 100, 1.0)
+    clock = FakeClock()
+    store = CountingStore(clock)
+    limiter = SharedLimiter(store, 100, 1.0, clock=clock, sleep=clock.sleep)
     await admit_all(limiter, 3)
     for _ in range(10):
         limiter.succeeded()
-    await asyncio.sleep(0.01)
+    await settle()
     assert store.recoveries == 0
     await limiter.aclose()
 
 
 class LateRecordingStore(MemoryAdmissionStore):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
         self.late: list[int] = []
 
     async def arrived_late(self, tickets: Sequence[int], ages_s: Sequence[float] | None = None) -> None:
@@ -198,12 +220,13 @@ class LateRecordingStore(MemoryAdmissionStore):
 
 
 async def test_a_request_answered_late_has_its_admission_moved_and_only_that_one() -> None:
-    store = LateRecordingStore()
-    limiter = SharedLimiter(store, 50, 1.0)
+    clock = FakeClock()
+    store = LateRecordingStore(clock)
+    limiter = SharedLimiter(store, 50, 1.0, clock=clock, sleep=clock.sleep)
     for stall_s in (0.0, 0.0, 0.3, 0.0):  # the third request is held up (a busy event loop)
         await limiter.acquire()
-        await asyncio.sleep(stall_s)
+        await clock.sleep(stall_s)
         limiter.succeeded()
-    await asyncio.sleep(0.01)  # written by a background task
+    await settle()  # written by a background task
     assert limiter.late_requests == 1 and len(store.late) == 1
     await limiter.aclose()

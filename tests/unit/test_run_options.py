@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stemcat.client.shared_pacing import polling
+from stemcat.client.ratelimit import polling
 from stemcat.tasks.context import RunOptions
 from stemcat.tasks.limits import make_limiter
 

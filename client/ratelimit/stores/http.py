@@ -1,10 +1,10 @@
-"""A key's rate budget held by a pacer service (`stemcat.client.pacer_service`): shared across machines.
+"""A key's rate budget held by a pacer service (`stemcat.client.ratelimit.pacer_service`): shared across machines.
 
 The wire format is a handful of small JSON bodies declared here once, used by both the
 client store and the service. The service answers with waits relative to its own clock,
 so the machines' clocks need not agree; a slot therefore reaches its holder half a
 round trip late, which only makes the pacing more conservative.
-The key never travels to the pacer: budgets are named by `stemcat.client.admission.budget_id`.
+The key never travels to the pacer: budgets are named by `stemcat.client.ratelimit.rules.budget_id`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from stemcat.client.admission import (
+from stemcat.client.errors import PacerUnavailable
+from stemcat.client.ratelimit.rules import (
     MAX_FIRST_MARGIN_S,
     MAX_SLOTS_PER_RESERVATION,
     PacingParams,
@@ -23,7 +24,6 @@ from stemcat.client.admission import (
     Reservation,
     Slot,
 )
-from stemcat.client.shared_pacing import PacerUnavailable
 
 API_PREFIX = "/v1/budgets"
 BUDGET_ID_PATTERN = r"^[0-9a-f]{8,64}$"

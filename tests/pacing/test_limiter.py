@@ -1,4 +1,6 @@
-"""The limiter: exact windows, smooth spacing, adaptive slow-down, pauses, FIFO."""
+"""The limiter on an injected clock, budget in memory: exact windows, smooth spacing, adaptive
+slow-down, pauses, FIFO. (Moved from tests/client/test_pacing.py, where it tested the former
+per-process limiter; `limiter_on` configures the one limiter as that one was.)"""
 
 from __future__ import annotations
 
@@ -10,8 +12,7 @@ import time
 
 import pytest
 
-from stemcat.client import NoLimiter, SlidingWindowLimiter, next_admission_time
-from stemcat.client.pacing import AdaptiveRate
+from stemcat.client.ratelimit import AdaptiveRate, NoLimiter, SharedLimiter, next_admission_time
 from tests.client.conftest import FakeClock
 
 LIMIT = 20
@@ -19,8 +20,9 @@ WINDOW = 10.0
 NOMINAL = LIMIT / WINDOW
 
 
-def limiter_on(clock: FakeClock, **options: float) -> SlidingWindowLimiter:
-    return SlidingWindowLimiter(LIMIT, WINDOW, clock=clock, sleep=clock.sleep, **options)  # type: ignore[arg-type]
+def limiter_on(clock: FakeClock) -> SharedLimiter:
+    """A 2% guard and no cold-start margin: the spacing below is exactly WINDOW / LIMIT * 1.02."""
+    return SharedLimiter(None, LIMIT, WINDOW, safety=0.02, cold_start_margin_s=0.0, clock=clock, sleep=clock.sleep)
 
 
 def busiest_window(times: list[float], window: float) -> int:
@@ -29,7 +31,7 @@ def busiest_window(times: list[float], window: float) -> int:
     return max(bisect.bisect_left(ordered, start + window) - i for i, start in enumerate(ordered))
 
 
-async def _acquire_recording(limiter: SlidingWindowLimiter, clock: FakeClock, log: list[float]) -> None:
+async def _acquire_recording(limiter: SharedLimiter, clock: FakeClock, log: list[float]) -> None:
     await limiter.acquire()
     log.append(clock.now)
 
@@ -172,7 +174,7 @@ async def test_cancelled_waiter_does_not_consume_a_slot() -> None:
 
 
 async def test_real_clock_smoke() -> None:
-    limiter = SlidingWindowLimiter(5, 0.25)
+    limiter = SharedLimiter(None, 5, 0.25)
     start = time.monotonic()
     stamps: list[float] = []
 
@@ -208,4 +210,4 @@ def test_adaptive_rate_is_pure() -> None:
 @pytest.mark.parametrize("options", [{"limit": 0}, {"window_s": 0.0}, {"safety": -0.1}])
 def test_invalid_configuration(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        SlidingWindowLimiter(**options)  # type: ignore[arg-type]
+        SharedLimiter(**options)  # type: ignore[arg-type]

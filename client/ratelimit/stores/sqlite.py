@@ -3,7 +3,7 @@
 The file holds the admission log (recent and reserved admissions, wall-clock epoch seconds)
 and the adaptive state in one row. Every step is one `BEGIN IMMEDIATE` transaction, so
 processes take turns and each decision sees every earlier one: the rules of
-`stemcat.client.admission` hold across processes exactly as inside one. WAL with
+`stemcat.client.ratelimit.rules` hold across processes exactly as inside one. WAL with
 `synchronous=NORMAL`: a killed process loses nothing it committed, and a commit costs no fsync.
 Tickets come from AUTOINCREMENT, so a revoked ticket is never handed out again.
 """
@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from stemcat.client.admission import (
+from stemcat.client.ratelimit.base import Clock
+from stemcat.client.ratelimit.rules import (
     PacingParams,
     PacingState,
     Reservation,
@@ -35,7 +36,6 @@ from stemcat.client.admission import (
 )
 
 T = TypeVar("T")
-Clock = Callable[[], float]
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS admissions (ticket INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL)",

@@ -1,9 +1,9 @@
 """The pacer: a tiny HTTP service that holds API keys' rate budgets for runs on several machines.
 
-Run it once, where every machine can reach it (`python -m stemcat.client.pacer_service --host
-0.0.0.0 --port 8790`, or `stemcat pacer serve`), and point each run at it with
+Run it once, where every machine can reach it (`stemcat pacer serve --host 0.0.0.0 --port 8790`,
+or `python -m stemcat.client.ratelimit.pacer_service`), and point each run at it with
 `rate_store="http://host:8790"`. It decides admissions with the same pure rules as every
-other store (`stemcat.client.admission`), one request at a time on its event loop.
+other store (`stemcat.client.ratelimit.rules`), one request at a time on its event loop.
 
 It keeps budgets in memory. After a restart it admits nothing for one window of each
 budget, so admissions granted by the previous instance still count. It learns only hashes
@@ -19,7 +19,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -28,8 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from stemcat.client.admission import AdmissionBook, PacingParams, PacingState
-from stemcat.client.admission_http import (
+from stemcat.client.ratelimit.base import Clock
+from stemcat.client.ratelimit.rules import AdmissionBook, PacingParams, PacingState
+from stemcat.client.ratelimit.stores.http import (
     API_PREFIX,
     BUDGET_ID_PATTERN,
     ClaimReply,
@@ -44,7 +45,6 @@ from stemcat.client.admission_http import (
     TicketsBody,
 )
 
-Clock = Callable[[], float]
 BodyT = TypeVar("BodyT", bound=BaseModel)
 DEFAULT_PORT = 8790
 _BUDGET = re.compile(BUDGET_ID_PATTERN)
@@ -187,7 +187,9 @@ def running_pacer(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stemcat.client.pacer_service", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stemcat.client.ratelimit.pacer_service", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (a trusted network only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args(argv)

@@ -1,9 +1,8 @@
-"""The admission rules of a shared rate budget, without any I/O.
+"""The admission rules of a key's rate budget, without any I/O and without reading a clock.
 
-Every store of a shared budget (in memory, SQLite, the HTTP pacer) decides admissions with
-these functions, so the rule is the same everywhere: the pure `next_admission_time` of
-`stemcat.client.pacing` applied to the budget's admission log, with the adaptive state
-(rate factor, not-before) shared by every user of the key.
+Every store (in memory, SQLite, the HTTP pacer) decides admissions with these functions,
+so the rule is the same everywhere: `next_admission_time` applied to the budget's admission
+log, with the adaptive state (rate factor, not-before) shared by every user of the key.
 
 Slots are reserved ahead of use: `plan_slots` returns the next admission times and the
 store writes them into the log at once, so two users can never be given the same room.
@@ -19,9 +18,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from stemcat.client.pacing import AdaptiveRate, next_admission_time
+from stemcat.client.ratelimit.defaults import DEFAULT_SAFETY
 
-DEFAULT_SAFETY = 0.01
 # However short the window, leave this much room for scheduling and network jitter: a request
 # is counted where it arrives, a little after its slot.
 MIN_GUARD_S = 0.1
@@ -29,6 +27,54 @@ MIN_GUARD_S = 0.1
 CLOCK_JUMP_S = 3600.0
 MAX_SLOTS_PER_RESERVATION = 256
 MAX_FIRST_MARGIN_S = 60.0
+
+
+def next_admission_time(
+    history: Sequence[float],
+    now: float,
+    limit: int,
+    window: float,
+    spacing: float,
+    *,
+    not_before: float = -math.inf,
+) -> float:
+    """Earliest time ≥ now at which one more admission keeps both rules.
+
+    `history` holds past admission times in ascending order (at least the last `limit`).
+    Rule 1: the admission `limit` places back must be at least `window` old.
+    Rule 2: consecutive admissions are at least `spacing` apart.
+    """
+    earliest = max(now, not_before)
+    if history:
+        earliest = max(earliest, history[-1] + spacing)
+    if len(history) >= limit:
+        earliest = max(earliest, history[-limit] + window)
+    return earliest
+
+
+@dataclass
+class AdaptiveRate:
+    """Multiplicative decrease on throttling, additive recovery on success.
+
+    Throttles arriving within `cooldown_s` of the last decrease are counted but do not
+    halve again: calls already in flight when the first 430 arrived report the same event.
+    """
+
+    cooldown_s: float
+    decrease_factor: float = 0.5
+    floor: float = 1 / 8
+    recovery_step: float = 1 / 16
+    factor: float = 1.0
+    last_decrease: float = -math.inf
+
+    def on_throttle(self, now: float) -> None:
+        if now - self.last_decrease >= self.cooldown_s:
+            self.factor = max(self.floor, self.factor * self.decrease_factor)
+            self.last_decrease = now
+
+    def on_success(self) -> None:
+        self.factor = min(1.0, self.factor + self.recovery_step)
+
 
 
 @dataclass(frozen=True)
