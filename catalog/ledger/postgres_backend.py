@@ -185,6 +185,9 @@ class PostgresConnection:
         self._in_transaction = True
 
     def commit(self) -> None:
+        if self._raw is None:  # lost before COMMIT was sent: the server rolled the transaction back
+            self._in_transaction = False
+            raise LedgerUnavailableError(str(self._backend), "the connection broke inside the transaction")
         try:
             self.execute("COMMIT")
         except LedgerUnavailableError as error:
@@ -246,8 +249,11 @@ class PostgresBackend:
         self._pool: NullConnectionPool[Any] | None = None
         self._pool_lock = threading.Lock()
         lock_ms = max(1, int(busy_timeout_s * 1000))
+        # One round trip. synchronous_commit is forced on: a claim must be on disk when COMMIT
+        # returns, whatever the server's default (off could lose a committed intent in a crash).
         self._begin_write = (
             "BEGIN ISOLATION LEVEL READ COMMITTED;"
+            " SET LOCAL synchronous_commit = on;"
             f" SET LOCAL lock_timeout = '{lock_ms}ms';"
             f" SELECT pg_advisory_xact_lock({_LOCK_KEYS[0]}, {_LOCK_KEYS[1]})"
         )

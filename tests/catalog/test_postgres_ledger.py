@@ -154,3 +154,24 @@ def test_a_server_gone_before_commit_leaves_no_claim(postgres_server: PostgresSe
         assert led.latest_jobs([("a1", "separate_vocal")]) == {}
         assert led.spend_total() == 0
 
+
+
+def test_an_older_postgres_ledger_is_upgraded_and_a_newer_one_refused(postgres_url: str) -> None:
+    import psycopg
+
+    from stemcat.catalog import CatalogError
+    from stemcat.catalog.schema import SCHEMA_VERSION
+
+    Ledger(backend=PostgresBackend(postgres_url)).close()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # as version 2 left it
+        admin.execute("ALTER TABLE runs DROP COLUMN lease_expires_at")
+        admin.execute("DELETE FROM stemcat_migrations")
+        admin.execute("INSERT INTO stemcat_migrations (version, applied_at) VALUES (2, 0)")
+    with Ledger(backend=PostgresBackend(postgres_url)) as led:
+        led.start_run("r1", flow_run_id=None, manifest=None, params={}, balance_before=None)
+        assert led.run_lease_alive("r1")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        assert admin.execute("SELECT MAX(version) FROM stemcat_migrations").fetchone()[0] == SCHEMA_VERSION
+        admin.execute("INSERT INTO stemcat_migrations (version, applied_at) VALUES (%s, 0)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(CatalogError, match="newer than this stemcat"):
+        Ledger(backend=PostgresBackend(postgres_url))
