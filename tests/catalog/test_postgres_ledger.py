@@ -4,7 +4,6 @@ connections, and a server that goes away mid-run."""
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from pathlib import Path
 
 import pytest
