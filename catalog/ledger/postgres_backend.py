@@ -280,7 +280,7 @@ class PostgresBackend:
             ) from error
         except psycopg.OperationalError as error:
             # libpq's message names host and port only; str(self) masks the password.
-            raise LedgerUnavailableError(str(self), f"cannot connect: {str(error).strip().splitlines()[0]}") from error
+            raise LedgerUnavailableError(str(self), str(error).strip().splitlines()[0]) from error
 
     def give_back(self, raw: psycopg.Connection[Any]) -> None:
         pool = self._pool

@@ -49,3 +49,46 @@ def test_a_run_with_a_postgres_ledger_pays_once_and_publishes_the_catalog(sim, t
     other = open_catalog(tmp_path / "other-host")
     assert {row[0] for row in other.execute("SELECT status FROM jobs").fetchall()} == {"downloaded"}
     assert other.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+
+
+@pytest.mark.timeout(180)
+def test_a_ledger_server_gone_mid_run_never_lets_a_request_out_without_a_committed_claim(
+    sim, tmp_path, postgres_server, postgres_url
+):
+    import threading
+    import time
+    from collections import Counter
+
+    from .conftest import run_flow
+
+    manifest = make_tracks_manifest(sim, 12, tmp_path / "m.csv", types=("separate_vocal",))
+    stopped = threading.Event()
+
+    def stop_after_some_charges() -> None:
+        deadline = time.monotonic() + 60
+        while len(sim.ledger()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        postgres_server.stop()
+        stopped.set()
+
+    watcher = threading.Thread(target=stop_after_some_charges, daemon=True)
+    watcher.start()
+    try:
+        try:  # slow submits (4 a second) so that the server goes away between two of them
+            summary = run_flow(manifest, tmp_path / "data", sim.base_url, ledger_url=postgres_url,
+                               rate_limit=4, rate_window_s=1.0)
+        except Exception as error:  # the run cannot even record its end: it fails, loudly
+            summary = {"exit_code": None, "error": str(error)}
+        watcher.join(timeout=90)
+        assert stopped.is_set()
+        assert summary["exit_code"] != 0, summary
+    finally:
+        postgres_server.start()
+    charges = Counter((charge.audio_id, str(charge.type)) for charge in sim.ledger())
+    assert 3 <= sum(charges.values()) < 12, "the server went away too late to prove anything"
+    with Ledger.open(tmp_path, postgres_url) as led:
+        claimed = led.latest_jobs(charges)
+        # Every request that reached the API had its claim committed first, and none was paid twice.
+        assert set(charges) <= set(claimed) and max(charges.values()) == 1
+        assert all(job.attempt == 1 for job in claimed.values())
+        assert led.spend_total() >= sum(charge.credits for charge in sim.ledger())
