@@ -76,6 +76,7 @@ class Backend(Protocol):
 
     dialect: str
     now_sql: str
+    busy_timeout_s: float
 
     def __str__(self) -> str:
         """Where the ledger lives, for messages (a file path or a URL; never a password)."""
