@@ -61,7 +61,9 @@ class PostgresServer:
         if os.geteuid() == 0:
             self._owner = pwd.getpwnam(SERVER_USER)  # checked by the fixture: PostgreSQL refuses root
             self._as_user = ["runuser", "-u", SERVER_USER, "--"]
-        self.root = Path(tempfile.mkdtemp(prefix="stemcat-pg-"))
+        # As root, under /tmp: the server's user must be able to reach the folder (a TMPDIR of
+        # root's own, like pytest's /tmp/pytest-of-root, is closed to it).
+        self.root = Path(tempfile.mkdtemp(prefix="stemcat-pg-", dir="/tmp" if self._owner is not None else None))
         self.data = self.root / "data"
         self.port = _free_port()
         self._counter = itertools.count(1)
