@@ -59,6 +59,8 @@ from stemcat.catalog.schema import SCHEMA_VERSION
 
 DEFAULT_BUSY_TIMEOUT_S = 60.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+# Write transactions run their statements back to back (milliseconds between them).
+IDLE_IN_WRITE_TRANSACTION_S = 30.0
 
 # The ledger write lock: pg_advisory_xact_lock(int4, int4), per database. The first key is
 # 'stmc' in ASCII, so it does not collide with another application's single-key locks by accident.
@@ -251,9 +253,13 @@ class PostgresBackend:
         lock_ms = max(1, int(busy_timeout_s * 1000))
         # One round trip. synchronous_commit is forced on: a claim must be on disk when COMMIT
         # returns, whatever the server's default (off could lose a committed intent in a crash).
+        # A client that vanishes mid-transaction (a host cut off the network) would hold the one
+        # write lock until the server noticed the dead socket, stopping every host's writers: the
+        # server ends a transaction left idle for IDLE_IN_WRITE_TRANSACTION_S instead.
         self._begin_write = (
             "BEGIN ISOLATION LEVEL READ COMMITTED;"
             " SET LOCAL synchronous_commit = on;"
+            f" SET LOCAL idle_in_transaction_session_timeout = '{int(IDLE_IN_WRITE_TRANSACTION_S * 1000)}ms';"
             f" SET LOCAL lock_timeout = '{lock_ms}ms';"
             f" SELECT pg_advisory_xact_lock({_LOCK_KEYS[0]}, {_LOCK_KEYS[1]})"
         )
@@ -307,6 +313,11 @@ class PostgresBackend:
                         "row_factory": _pg_row_factory,
                         "connect_timeout": max(1, int(self.connect_timeout_s)),
                         "application_name": "stemcat-ledger",
+                        # Notice a server (or a network path) gone silent within about a minute.
+                        "keepalives": 1,
+                        "keepalives_idle": 30,
+                        "keepalives_interval": 10,
+                        "keepalives_count": 3,
                     },
                     timeout=self.connect_timeout_s,
                     num_workers=1,

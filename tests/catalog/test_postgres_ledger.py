@@ -174,3 +174,24 @@ def test_an_older_postgres_ledger_is_upgraded_and_a_newer_one_refused(postgres_u
         admin.execute("INSERT INTO stemcat_migrations (version, applied_at) VALUES (%s, 0)", (SCHEMA_VERSION + 1,))
     with pytest.raises(CatalogError, match="newer than this stemcat"):
         Ledger(backend=PostgresBackend(postgres_url))
+
+
+def test_a_writer_gone_silent_mid_transaction_does_not_hold_the_write_lock(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from stemcat.catalog.ledger import postgres_backend
+
+    monkeypatch.setattr(postgres_backend, "IDLE_IN_WRITE_TRANSACTION_S", 0.3)
+    stuck = PostgresBackend(postgres_url)
+    con = stuck.connect()
+    try:
+        with pytest.raises(LedgerUnavailableError), stuck.write_transaction(con):
+            time.sleep(0.6)  # a host cut off mid-transaction: the server ends the transaction
+            con.execute("SELECT 1")
+        with Ledger(backend=PostgresBackend(postgres_url, busy_timeout_s=1.0)) as other:
+            assert other.claim("a1", "t1", "separate_vocal", 1, "r1") is not None
+    finally:
+        con.close()
+        stuck.close()
