@@ -15,7 +15,9 @@ transaction sees no other writer"). Why not the two usual alternatives:
 
 One lock per ledger serialises its writers across hosts as SQLite does on one host. A write
 transaction holds it for a few round trips (milliseconds); the work a run does per job (about
-ten writes, at most a few jobs per second per API key) stays far below that ceiling. The claim's
+ten writes, at most a few jobs per second per API key) stays far below that ceiling: measured on
+loopback with fsync on, 150 claims/s one transaction each and 565/s through the group-commit
+writer (each write a savepoint: more round trips than SQLite's 176 and 3,100). The claim's
 exactly-once guarantee does not rest on the lock: the intent is inserted with ``INSERT … ON
 CONFLICT DO NOTHING RETURNING`` on the unique (audio_id, separation_type, attempt) key and
 committed before the paid request is sent. A lock not granted within the busy timeout raises
