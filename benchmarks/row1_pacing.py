@@ -4,7 +4,8 @@ The simulator enforces the cap on real time (its clock speed does not touch the 
 and counts every request on arrival, so rates and refusals here are what the API would see.
 Sub-rows: (a) the client alone, nothing but paid submits; (b) a real run, where submits
 and polls share the budget; (c) two runs on one key in two processes at once (default
-per-key SQLite store); (d) the same through the HTTP pacer service.
+per-key SQLite store); (d) the same on the PostgreSQL rate store (the budget of runs on several
+machines; a throwaway server, or the database named by STEMCAT_BENCH_POSTGRES_URL).
 The sustained rate is measured from one window after the first request to the moment the
 runs are stopped, so neither the start-up of a run nor its shutdown (a flow process takes
 seconds to exit after SIGTERM, sending nothing) is counted against it; 430s and the busiest
@@ -14,10 +15,12 @@ window count everything the simulator saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +37,9 @@ from benchmarks.simulation import (
 from benchmarks.table import Row
 from stemcat.client import GenerateRequest, SeparationType, SunoClient
 from stemcat.client.ratelimit import SharedLimiter, budget_id, open_admission_store
-from stemcat.client.ratelimit.pacer_service import running_pacer
 from stemcat.sim import SimServer
 
+POSTGRES_URL_ENV = "STEMCAT_BENCH_POSTGRES_URL"
 DOCUMENTED_LIMIT = 20
 DOCUMENTED_WINDOW_S = 10.0
 _STOP_GRACE_S = 10.0
@@ -192,16 +195,37 @@ def measure_flow_runs(env: BenchEnv, cap: Cap, seconds: float) -> Row:
                           "not counted); polls back off per job and are woken by callbacks; default per-key SQLite store")
 
 
-def measure_two_runs(env: BenchEnv, cap: Cap, seconds: float, *, through_pacer: bool) -> Row:
-    if through_pacer:
-        with running_pacer() as url:
-            time.sleep(cap.window_s * 1.02)  # a fresh pacer admits nothing in its first window
-            result = _run_flows_for(env, cap, seconds, 2, url, "pacing-pacer")
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database for row 1d: STEMCAT_BENCH_POSTGRES_URL, or the throwaway server the tests start."""
+    given = os.environ.get(POSTGRES_URL_ENV)
+    if given:
+        yield given
+        return
+    from tests.servers.postgres import PostgresServer, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError(f"no PostgreSQL server binaries (initdb, pg_ctl): set {POSTGRES_URL_ENV} to run row 1d")
+    server = PostgresServer(bin_dir)
+    try:
+        server.init()
+        server.start()
+        yield server.url()
+    finally:
+        server.remove()
+
+
+def measure_two_runs(env: BenchEnv, cap: Cap, seconds: float, *, on_postgres: bool) -> Row:
+    if on_postgres:
+        with postgres_database() as url:
+            result = _run_flows_for(env, cap, seconds, 2, url, "pacing-postgres")
     else:
         result = _run_flows_for(env, cap, seconds, 2, None, "pacing-two")
     rate, refusals = _cells(result, cap, submits_only=False)
-    store = "HTTP pacer service (`rate_store=http://…`)" if through_pacer else "default per-key SQLite store"
-    return Row("1d" if through_pacer else "1c", f"two runs on one key at once · 430s ({store.split(' (')[0]})",
+    store = ("PostgreSQL rate store (`rate_store=postgresql://…`, the default with a PostgreSQL ledger)"
+             if on_postgres else "default per-key SQLite store")
+    return Row("1d" if on_postgres else "1c", f"two runs on one key at once · 430s ({store.split(' (')[0]})",
                f"together: {rate}; {refusals}",
                conditions=f"cap {cap.describe()}; two processes, separate data dirs; {result.seconds:.0f} s "
                           f"measured; {store}")
@@ -213,7 +237,7 @@ def measure(env: BenchEnv, *, seconds: float, pair_seconds: float, cap: Cap, qui
     if not quick:
         rows += [
             measure_flow_runs(env, cap, seconds),
-            measure_two_runs(env, cap, pair_seconds, through_pacer=False),
-            measure_two_runs(env, cap, pair_seconds, through_pacer=True),
+            measure_two_runs(env, cap, pair_seconds, on_postgres=False),
+            measure_two_runs(env, cap, pair_seconds, on_postgres=True),
         ]
     return rows

@@ -53,8 +53,7 @@ from stemcat.client.models import (
     parse_credit_balance,
     parse_submitted_task_id,
 )
-from stemcat.client.ratelimit import RequestLimiter, SharedLimiter, limiter_for_key
-from stemcat.client.ratelimit.defaults import RATE_STORE_ENV
+from stemcat.client.ratelimit import RequestLimiter, SharedLimiter, limiter_for_key, rate_store_from_env
 from stemcat.client.transport_errors import describe, provably_unsent, sanitized
 
 
@@ -162,7 +161,7 @@ class SunoClient:
         # A limiter of its own is on the key's shared budget (as a run's is), and closed with the client.
         self._own_limiter: SharedLimiter | None = None
         if limiter is None:
-            limiter = self._own_limiter = limiter_for_key(self.base_url, key, store=os.environ.get(RATE_STORE_ENV))
+            limiter = self._own_limiter = limiter_for_key(self.base_url, key, store=rate_store_from_env())
         self._limiter: RequestLimiter = limiter
         self._max_attempts = max_read_attempts
         self._backoff = JitteredBackoff(backoff_initial_s, backoff_max_s)

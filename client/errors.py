@@ -170,9 +170,9 @@ class TransportFailure(SunoError):
 
 
 class PacerUnavailable(TransportFailure):
-    """The key's shared rate budget (SQLite file or pacer service) could not be reached; nothing was sent."""
+    """The key's shared rate budget (SQLite file or PostgreSQL) could not be reached; nothing was sent."""
 
-    advice = "The rate store (SQLite file or pacer service) failed; nothing was sent, retry later"
+    advice = "The rate store (SQLite file or PostgreSQL) failed; nothing was sent, retry later"
 
     def __init__(self, message: str, *, endpoint: str = "pacer") -> None:
         super().__init__(message, request_sent=False, endpoint=endpoint)

@@ -4,8 +4,7 @@
 - `rules`: the pure admission rules (window, spacing, slow-down, pause) every store applies.
 - `limiter`: `SharedLimiter`, the one limiter; `limiter_for_key` builds the one every command uses.
 - `policy`: how polls and submits share the budget; `arrivals`, `reports`: the limiter's helpers.
-- `stores`: where the budget lives (memory, a SQLite file per key, a pacer service over HTTP).
-- `pacer_service`: the HTTP service that holds budgets for several machines.
+- `stores`: where the budget lives (memory, a SQLite file per key, PostgreSQL for several machines).
 - `base`: what the client needs from a limiter (`RequestLimiter`), and `NoLimiter`.
 """
 
@@ -15,17 +14,17 @@ from stemcat.client.ratelimit.policy import RequestClass, polling
 from stemcat.client.ratelimit.rules import AdaptiveRate, budget_id, next_admission_time
 from stemcat.client.ratelimit.stores import (
     AdmissionStore,
-    HttpAdmissionStore,
     MemoryAdmissionStore,
     SqliteAdmissionStore,
     default_store_path,
     open_admission_store,
+    rate_store_from_env,
+    run_rate_store,
 )
 
 __all__ = [
     "AdaptiveRate",
     "AdmissionStore",
-    "HttpAdmissionStore",
     "LimiterStats",
     "MemoryAdmissionStore",
     "NoLimiter",
@@ -39,4 +38,6 @@ __all__ = [
     "next_admission_time",
     "open_admission_store",
     "polling",
+    "rate_store_from_env",
+    "run_rate_store",
 ]

@@ -43,6 +43,11 @@ def note_admission(admission: Admission | None) -> None:
     _admission.set(admission)
 
 
+def current_admission() -> Admission | None:
+    """The slot the current task's last admitted request went out on, left in place (tests, reports)."""
+    return _admission.get()
+
+
 def take_admission(limiter: int) -> Admission | None:
     """The current task's admission by `limiter`, forgotten once taken."""
     admission = _admission.get()

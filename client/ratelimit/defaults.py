@@ -23,5 +23,7 @@ COLD_START_MARGIN_S = 0.5
 # SQLite file under the state directory. Read by the client like SUNO_BASE_URL, so every
 # command that calls the API shares the budget a run uses.
 RATE_STORE_ENV = "STEMCAT_RATE_STORE"
+# With a PostgreSQL ledger and no rate store set, the key's budget lives in the ledger's database.
+LEDGER_URL_ENV = "STEMCAT_LEDGER_URL"
 STATE_DIR_ENV = "XDG_STATE_HOME"
 MEMORY_STORE = "memory"

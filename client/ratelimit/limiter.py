@@ -2,7 +2,7 @@
 
 `SharedLimiter` keeps the key's admission log and adaptive state in an `AdmissionStore`
 (see `stores`): in memory it paces one process, in the per-key SQLite file every process on
-the host, through a pacer service every machine. The rules are the pure ones of `rules`.
+the host, in PostgreSQL every machine. The rules are the pure ones of `rules`.
 
 How a request is admitted: the limiter reserves the next slot(s) from the store, sleeps (on
 its injected clock) until the slot is due, claims it, and hands it to the waiting request

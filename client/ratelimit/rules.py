@@ -1,6 +1,6 @@
 """The admission rules of a key's rate budget, without any I/O and without reading a clock.
 
-Every store (in memory, SQLite, the HTTP pacer) decides admissions with these functions,
+Every store (in memory, SQLite, PostgreSQL) decides admissions with these functions,
 so the rule is the same everywhere: `next_admission_time` applied to the budget's admission
 log, with the adaptive state (rate factor, not-before) shared by every user of the key.
 
@@ -242,7 +242,7 @@ def budget_id(base_url: str, api_key: str) -> str:
 class AdmissionBook:
     """An in-memory budget: the log of recent and reserved admissions plus the shared state.
 
-    Used by the in-process store and by the HTTP pacer service; `now` is always passed in,
+    Used by the in-process store; `now` is always passed in,
     so the book itself does no I/O and reads no clock.
     """
 

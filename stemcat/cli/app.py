@@ -189,21 +189,6 @@ def demo(
     raise typer.Exit(run_demo(console, data_dir=data_dir, tracks=tracks))
 
 
-pacer_app = typer.Typer(no_args_is_help=True, help="The shared rate-budget service for runs on several machines.")
-app.add_typer(pacer_app, name="pacer")
-
-
-@pacer_app.command("serve")
-def pacer_serve(
-    host: Annotated[str, typer.Option(help="Interface; bind it to a trusted network only.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8790,
-) -> None:
-    """Hold every key's rate budget for runs anywhere (point them at it with --rate-store http://HOST:PORT)."""
-    from stemcat.client.ratelimit.pacer_service import serve
-
-    serve(host=host, port=port)
-
-
 def _register_commands() -> None:
     from stemcat.cli.cmd_analyze import analyze_command
     from stemcat.cli.cmd_export import export_command

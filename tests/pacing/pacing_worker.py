@@ -15,22 +15,26 @@ from pathlib import Path
 
 from stemcat.client import API_KEY_ENV, SunoClient, SunoError
 from stemcat.client.ratelimit import SharedLimiter, open_admission_store
+from stemcat.client.ratelimit.arrivals import current_admission
 
 
 class RecordingLimiter(SharedLimiter):
-    """Notes the wall-clock time of every admission."""
+    """Notes the wall-clock time and the store's ticket of every admission."""
 
     admissions: list[float]
+    tickets: list[int]
 
     async def acquire(self) -> None:
         await super().acquire()
         self.admissions.append(time.time())
+        admission = current_admission()
+        self.tickets.append(-1 if admission is None else admission.ticket)
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     store = open_admission_store(args.store, base_url=args.base_url, api_key=os.environ[API_KEY_ENV])
     limiter = RecordingLimiter(store, args.limit, args.window, safety=args.safety)
-    limiter.admissions = []
+    limiter.admissions, limiter.tickets = [], []
     errors: list[str] = []
     pending = iter(range(args.requests))
 
@@ -47,7 +51,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     async with SunoClient(base_url=args.base_url, limiter=limiter, max_read_attempts=1) as client:
         await asyncio.gather(*(worker() for _ in range(8)))
     await limiter.aclose()
-    return {"admissions": limiter.admissions, "errors": errors}
+    return {"admissions": limiter.admissions, "tickets": limiter.tickets, "errors": errors}
 
 
 def main() -> None:

@@ -1,19 +1,17 @@
 """Requests that may have reached the API late: when they count as late and where their admission moves.
 
-The limiter tests run on a fake clock (a stalled request is a fake sleep); the pacer's runs on real time.
+The limiter tests run on a fake clock (a stalled request is a fake sleep); PostgreSQL's on its own clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 
 from stemcat.client.ratelimit import MemoryAdmissionStore, SharedLimiter, SqliteAdmissionStore
-from stemcat.client.ratelimit.pacer_service import running_pacer
 from stemcat.client.ratelimit.rules import AdmissionBook, PacingParams, Reservation
 from tests.client.conftest import FakeClock
 
@@ -38,7 +36,7 @@ class LateRecordingStore(MemoryAdmissionStore):
 
 
 class SlowReserveStore(LateRecordingStore):
-    """Plans its slots, then takes `delay_s` to answer (a busy store thread, a slow pacer)."""
+    """Plans its slots, then takes `delay_s` to answer (a busy store thread, a slow database)."""
 
     def __init__(self, clock: FakeClock, delay_s: float) -> None:
         super().__init__(clock)
@@ -134,25 +132,27 @@ async def test_the_sqlite_store_moves_admissions_by_their_own_ages(tmp_path: Pat
     await store.aclose()
 
 
-@pytest.fixture(scope="module")
-def pacer_url() -> Iterator[str]:
-    with running_pacer() as url:
-        yield url
+async def test_the_postgres_store_moves_admissions_by_their_ages_and_refuses_bad_ones(postgres_url: str) -> None:
+    import psycopg
 
+    from stemcat.client.ratelimit.stores.postgres import PostgresAdmissionStore
 
-async def test_the_pacer_moves_admissions_by_their_ages_and_refuses_bad_ones(pacer_url: str) -> None:
-    budget = f"/v1/budgets/{'b' * 32}"
-    params = {"limit": 2, "window_s": 1.0, "safety": 0.1}  # guarded window 1.1 s, spacing 0.55 s
-    async with httpx.AsyncClient(base_url=pacer_url) as http:
-        await asyncio.sleep(1.2)  # a fresh pacer admits nothing in its first window
-        reserved = (await http.post(f"{budget}/reserve", json={**params, "count": 2})).json()["slots"]
-        tickets = [slot["ticket"] for slot in reserved]
-        mismatched = await http.post(f"{budget}/late", json={"tickets": tickets, "ages_s": [0.1]})
-        negative = await http.post(f"{budget}/late", json={"tickets": tickets[:1], "ages_s": [-1.0]})
-        await asyncio.sleep(0.3)
-        moved = await http.post(f"{budget}/late", json={"tickets": tickets[:1], "ages_s": [0.2]})
-        third = (await http.post(f"{budget}/reserve", json={**params, "count": 1})).json()["slots"][0]
-    assert mismatched.status_code == 400 and negative.status_code == 400 and moved.status_code == 200
-    # The first now sits about 0.1 s after its slot: the third is due a window after that, about
-    # 0.9 s from now (0.8 s had it not moved, 1.1 s had it moved to the time of the report).
-    assert 0.85 < third["wait_s"] < 1.05
+    async def logged() -> dict[int, float]:
+        async with await psycopg.AsyncConnection.connect(postgres_url) as con:
+            return dict(await (await con.execute("SELECT ticket, at FROM rate_admissions")).fetchall())
+
+    store = PostgresAdmissionStore(postgres_url, "b" * 32)
+    params = PacingParams(limit=2, window_s=1.0, safety=0.1)  # guarded window 1.1 s, spacing 0.55 s
+    first, second = (await store.reserve(params, 2)).slots
+    before = await logged()
+    with pytest.raises(ValueError, match="one age per ticket"):
+        await store.arrived_late([first.ticket, second.ticket], [0.1])
+    await asyncio.sleep(0.3)
+    await store.arrived_late([first.ticket, second.ticket], [0.2, 10.0])  # first to now - 0.2; second stays
+    (third,) = (await store.reserve(params, 1)).slots
+    await store.aclose()
+    after = await logged()
+    assert after[second.ticket] == before[second.ticket]
+    assert after[first.ticket] >= before[first.ticket] + 0.1 - 1e-6
+    # The third is due a window after where the first moved to, on the database's clock, exactly.
+    assert after[third.ticket] == pytest.approx(after[first.ticket] + params.guarded_window, abs=1e-6)

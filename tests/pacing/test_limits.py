@@ -10,12 +10,13 @@ import pytest
 
 from stemcat.client import SunoClient
 from stemcat.client.ratelimit import (
-    HttpAdmissionStore,
     MemoryAdmissionStore,
     SharedLimiter,
     SqliteAdmissionStore,
+    budget_id,
     default_store_path,
     open_admission_store,
+    run_rate_store,
 )
 from stemcat.settings import load_settings
 from stemcat.tasks.context import RunOptions
@@ -24,9 +25,17 @@ from stemcat.tasks.limits import make_limiter
 KEY = "sk-limits-test-key"
 
 
-def options(tmp_path: Path, rate_store: str | None, base_url: str = "http://127.0.0.1:9") -> RunOptions:
+def options(tmp_path: Path, rate_store: str | None, base_url: str = "http://127.0.0.1:9",
+            ledger_url: str | None = None) -> RunOptions:
     return RunOptions(data_dir=tmp_path / "data", base_url=base_url, rate_limit=7, rate_window_s=3.0,
-                      rate_store=rate_store)
+                      rate_store=rate_store, ledger_url=ledger_url)
+
+
+def postgres_store_class() -> type:
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')")
+    from stemcat.client.ratelimit.stores.postgres import PostgresAdmissionStore
+
+    return PostgresAdmissionStore
 
 
 def store_of(limiter: object) -> object:
@@ -50,16 +59,36 @@ def test_default_is_a_per_key_file_in_the_state_dir_shared_across_data_dirs(
 
 
 def test_explicit_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    PostgresAdmissionStore = postgres_store_class()  # noqa: N806
     monkeypatch.setenv("SUNO_API_KEY", KEY)
     assert isinstance(store_of(make_limiter(options(tmp_path, "memory"))), MemoryAdmissionStore)
-    pacer = store_of(make_limiter(options(tmp_path, "http://pacer.lan:8790/")))
-    assert isinstance(pacer, HttpAdmissionStore) and pacer.base_url == "http://pacer.lan:8790"
+    postgres = store_of(make_limiter(options(tmp_path, "postgresql://rate@db.lan:5432/stemcat")))
+    assert isinstance(postgres, PostgresAdmissionStore) and postgres.url == "postgresql://rate@db.lan:5432/stemcat"
+    assert postgres.budget == budget_id("http://127.0.0.1:9", KEY)
     by_url = store_of(make_limiter(options(tmp_path, f"sqlite://{tmp_path}/r.sqlite")))
     by_path = store_of(make_limiter(options(tmp_path, str(tmp_path / "r.sqlite"))))
     assert isinstance(by_url, SqliteAdmissionStore) and isinstance(by_path, SqliteAdmissionStore)
     assert by_url.path == by_path.path == tmp_path / "r.sqlite"
-    with pytest.raises(ValueError, match="unknown rate store"):
-        make_limiter(options(tmp_path, "redis://somewhere"))
+    for unknown in ("redis://somewhere", "http://pacer.lan:8790"):
+        with pytest.raises(ValueError, match="unknown rate store"):
+            make_limiter(options(tmp_path, unknown))
+
+
+def test_a_postgres_ledger_holds_the_budget_unless_a_rate_store_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    PostgresAdmissionStore = postgres_store_class()  # noqa: N806
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SUNO_API_KEY", KEY)
+    ledger = "postgresql://stemcat@db.lan:5432/stemcat"
+    same_db = store_of(make_limiter(options(tmp_path, None, ledger_url=ledger)))
+    assert isinstance(same_db, PostgresAdmissionStore) and same_db.url == ledger
+    assert isinstance(store_of(make_limiter(options(tmp_path, "memory", ledger_url=ledger))), MemoryAdmissionStore)
+    by_host = store_of(make_limiter(options(tmp_path, None, ledger_url=None)))  # a SQLite ledger: per-host file
+    assert isinstance(by_host, SqliteAdmissionStore) and by_host.path == default_store_path("http://127.0.0.1:9", KEY)
+    assert run_rate_store(None, "postgres://h/db") == "postgres://h/db"
+    assert run_rate_store("  ", ledger) == ledger
+    assert run_rate_store(None, f"{tmp_path}/ledger.sqlite") is None
 
 
 def test_limiter_runs_at_the_configured_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,3 +136,23 @@ def test_every_client_follows_the_rate_store_setting_a_run_uses(
     assert isinstance(shared, SqliteAdmissionStore) and shared.path == tmp_path / "shared.sqlite"
     own = store_of(client.limiter)
     assert isinstance(own, SqliteAdmissionStore) and own.path == shared.path
+
+
+def test_a_client_follows_a_postgres_ledger_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    PostgresAdmissionStore = postgres_store_class()  # noqa: N806
+    monkeypatch.setenv("SUNO_API_KEY", KEY)
+    monkeypatch.delenv("STEMCAT_RATE_STORE", raising=False)
+    monkeypatch.setenv("STEMCAT_LEDGER_URL", "postgresql://stemcat@db.lan/stemcat")
+    own = store_of(SunoClient(base_url="http://127.0.0.1:9").limiter)
+    assert isinstance(own, PostgresAdmissionStore) and own.url == "postgresql://stemcat@db.lan/stemcat"
+
+
+def test_postgres_urls_are_shown_without_their_password() -> None:
+    postgres_store_class()
+    from stemcat.client.ratelimit.stores.postgres import _masked
+
+    assert _masked("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert _masked("postgresql://u@h/db?sslmode=require&password=s3cret") == (
+        "postgresql://u@h/db?sslmode=require&password=***")
+    store = open_admission_store("postgresql://u:s3cret@h/db", base_url="http://x", api_key=KEY)
+    assert "s3cret" not in repr(store)

@@ -1,25 +1,24 @@
-"""Two processes, one key: a SQLite store or the HTTP pacer keeps them under the cap together."""
+"""Two processes, one key: a SQLite store (one host) or PostgreSQL (every machine) keeps them under the cap together.
+
+On PostgreSQL the database's clock decides, so those tests judge the windows by the admission
+times the database recorded (exact) as well as by when each process sent (real time)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from stemcat.client.ratelimit import (
-    AdmissionStore,
-    HttpAdmissionStore,
-    SharedLimiter,
-    SqliteAdmissionStore,
-    budget_id,
-)
-from stemcat.client.ratelimit.pacer_service import running_pacer
+from stemcat.client.ratelimit import AdmissionStore, SharedLimiter, SqliteAdmissionStore, budget_id
+from stemcat.client.ratelimit.arrivals import current_admission
+from stemcat.client.ratelimit.rules import PacingParams, PacingState
 from stemcat.sim import SimConfig, SimServer
 
 from .conftest import busiest_window
@@ -39,13 +38,10 @@ def sim() -> Iterator[SimServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def pacer_url() -> Iterator[str]:
-    with running_pacer() as url:
-        yield url
-
-
-def run_two_processes(store: str, base_url: str, tmp_path: Path) -> list[dict[str, list]]:
+def run_two_processes(
+    store: str, base_url: str, tmp_path: Path, *, limit: int = LIMIT, window: float = WINDOW,
+    safety: float = SAFETY, per_process: int = PER_PROCESS,
+) -> list[dict[str, list]]:
     go = tmp_path / "go"
     procs, outs, readies = [], [], []
     for i in range(2):
@@ -54,8 +50,8 @@ def run_two_processes(store: str, base_url: str, tmp_path: Path) -> list[dict[st
         readies.append(ready)
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "tests.pacing.pacing_worker", "--store", store, "--base-url", base_url,
-             "--requests", str(PER_PROCESS), "--limit", str(LIMIT), "--window", str(WINDOW),
-             "--safety", str(SAFETY), "--ready", str(ready), "--go", str(go), "--out", str(out)],
+             "--requests", str(per_process), "--limit", str(limit), "--window", str(window),
+             "--safety", str(safety), "--ready", str(ready), "--go", str(go), "--out", str(out)],
             cwd=ROOT,
         ))
     deadline = time.monotonic() + 30
@@ -87,15 +83,6 @@ def test_two_processes_sharing_a_sqlite_store_stay_under_the_cap(sim: SimServer,
     assert_shared_cap(sim, results, before)
 
 
-def test_two_processes_sharing_the_http_pacer_stay_under_the_cap(
-    sim: SimServer, pacer_url: str, tmp_path: Path
-) -> None:
-    before = sim.stats().rate_limited
-    time.sleep(WINDOW)  # a fresh pacer admits nothing during its first window; and the sim's window empties
-    results = run_two_processes(pacer_url, sim.base_url, tmp_path)
-    assert_shared_cap(sim, results, before)
-
-
 async def _first_admission_after_throttle(a: AdmissionStore, b: AdmissionStore) -> None:
     first = SharedLimiter(a, 20, 1.0)
     second = SharedLimiter(b, 20, 1.0)
@@ -120,18 +107,147 @@ async def test_a_throttle_in_one_user_of_a_sqlite_store_slows_the_other(tmp_path
     assert SqliteAdmissionStore(path).state().throttles == 1
 
 
-async def test_a_throttle_through_the_pacer_slows_the_other_user(pacer_url: str) -> None:
-    budget = budget_id(pacer_url, "throttle-test")
-    await asyncio.sleep(1.02 * 1.0)  # past the fresh-budget window of the pacer
-    await _first_admission_after_throttle(HttpAdmissionStore(pacer_url, budget), HttpAdmissionStore(pacer_url, budget))
+# --- PostgreSQL ---------------------------------------------------------------------------------
+# A shorter window and more requests: 30 admissions over about 3.5 s cross three windows.
+PG_LIMIT = 10
+PG_WINDOW = 1.0
+PG_SAFETY = 0.25  # a 0.25 s guard, for processes descheduled on a loaded machine
+PG_PER_PROCESS = 15
+AUDIT = (
+    "CREATE TABLE admission_audit (seq bigserial PRIMARY KEY, ticket bigint NOT NULL, at float8 NOT NULL)",
+    "CREATE FUNCTION audit_admission() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN INSERT INTO admission_audit (ticket, at) VALUES (NEW.ticket, NEW.at); RETURN NULL; END $$",
+    "CREATE TRIGGER audit AFTER INSERT OR UPDATE ON rate_admissions FOR EACH ROW EXECUTE FUNCTION audit_admission()",
+)
 
 
-async def test_the_pacer_refuses_bad_bodies_and_names(pacer_url: str) -> None:
-    import httpx
+@pytest.fixture(scope="module")
+def fast_sim() -> Iterator[SimServer]:
+    with SimServer(SimConfig(rate_limit=PG_LIMIT, rate_window_s=PG_WINDOW, prerender=False), port=0) as server:
+        yield server
 
-    async with httpx.AsyncClient(base_url=pacer_url) as http:
-        body = {"limit": 1, "window_s": 1, "safety": 0, "count": 1}
-        bad_name = await http.post("/v1/budgets/NOT-HEX/reserve", json=body)
-        bad_body = await http.post(f"/v1/budgets/{'a' * 32}/reserve", json={"limit": 0})
-        health = await http.get("/healthz")
-    assert bad_name.status_code == 400 and bad_body.status_code == 400 and health.json() == {"ok": True}
+
+async def _open_budget(url: str, budget: str) -> PacingState:
+    from stemcat.client.ratelimit.stores.postgres import PostgresAdmissionStore
+
+    store = PostgresAdmissionStore(url, budget)
+    try:
+        return await store.state()  # creates the tables
+    finally:
+        await store.aclose()
+
+
+def _recorded_times(url: str, tickets: list[int]) -> list[float]:
+    """Where the database last logged each of these admissions (the log itself is pruned as it goes)."""
+    import psycopg
+
+    with psycopg.connect(url) as con:
+        rows = con.execute("SELECT DISTINCT ON (ticket) ticket, at FROM admission_audit "
+                           "WHERE ticket = ANY(%s) ORDER BY ticket, seq DESC", (tickets,)).fetchall()
+    assert len(rows) == len(tickets)
+    return [at for _ticket, at in rows]
+
+
+def test_two_processes_sharing_a_postgres_store_stay_under_the_cap(
+    fast_sim: SimServer, postgres_url: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    api_key = os.environ["SUNO_API_KEY"]
+    asyncio.run(_open_budget(postgres_url, budget_id(fast_sim.base_url, api_key)))
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        for statement in AUDIT:
+            con.execute(statement)
+    before = fast_sim.stats().rate_limited
+    results = run_two_processes(postgres_url, fast_sim.base_url, tmp_path, limit=PG_LIMIT, window=PG_WINDOW,
+                                safety=PG_SAFETY, per_process=PG_PER_PROCESS)
+    stats = fast_sim.stats()
+    sent = [t for r in results for t in r["admissions"]]
+    tickets = [t for r in results for t in r["tickets"]]
+    assert all(not r["errors"] for r in results)
+    assert len(sent) == len(set(tickets)) == 2 * PG_PER_PROCESS
+    recorded = _recorded_times(postgres_url, tickets)
+    # Exact on the database's clock: never more than the limit in the window the rules enforce.
+    guarded = PacingParams(PG_LIMIT, PG_WINDOW, PG_SAFETY).guarded_window
+    assert busiest_window(recorded, guarded - 1e-6) <= PG_LIMIT
+    # As the processes sent them and as the API counted them on arrival: within the API's window.
+    assert busiest_window(sent, PG_WINDOW) <= PG_LIMIT
+    assert stats.rate_limited == before and stats.max_requests_in_window <= PG_LIMIT
+    # Together, not each: one budget for both (cold starts and the guard leave it above half the cap).
+    rate = (len(sent) - 1) / (max(sent) - min(sent))
+    assert 0.5 * PG_LIMIT / PG_WINDOW <= rate <= PG_LIMIT / PG_WINDOW
+
+
+class _TwoUsers:
+    """Two limiters on one PostgreSQL budget (two connections, as two machines would have), and a probe."""
+
+    def __init__(self, url: str) -> None:
+        from stemcat.client.ratelimit.stores.postgres import PostgresAdmissionStore
+
+        budget = budget_id("http://api.test", f"key-{time.time_ns()}")
+        self.url = url
+        self.params = PacingParams(20, 1.0)
+        self.first = SharedLimiter(PostgresAdmissionStore(url, budget), 20, 1.0)
+        self.second = SharedLimiter(PostgresAdmissionStore(url, budget), 20, 1.0)
+        self.probe = PostgresAdmissionStore(url, budget)
+
+    async def until(self, done: Callable[[PacingState], bool]) -> PacingState:
+        """The budget's state once `done` holds (a limiter writes its reports in the background)."""
+        deadline = time.monotonic() + 5
+        while not done(state := await self.probe.state()):
+            assert time.monotonic() < deadline, state
+            await asyncio.sleep(0.01)
+        return state
+
+    async def admit_second(self, count: int) -> list[float]:
+        """Admit `count` requests through the second limiter; the times the database logged them."""
+        tickets = []
+        for _ in range(count):
+            await self.second.acquire()
+            admission = current_admission()
+            assert admission is not None
+            tickets.append(admission.ticket)
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(self.url) as con:
+            rows = await (await con.execute("SELECT at FROM rate_admissions WHERE ticket = ANY(%s) ORDER BY at",
+                                            (tickets,))).fetchall()
+        assert len(rows) == count
+        return [at for (at,) in rows]
+
+    async def aclose(self) -> None:
+        for limiter in (self.first, self.second):
+            await limiter.aclose()
+        await self.probe.aclose()
+
+
+async def test_a_throttle_recorded_by_one_limiter_halves_the_others_rate(postgres_url: str) -> None:
+    users = _TwoUsers(postgres_url)
+    try:
+        await asyncio.gather(users.first.acquire(), users.second.acquire())
+        throttled_at = time.monotonic()
+        users.first.throttled(0.5)
+        state = await users.until(lambda s: s.throttles == 1)
+        assert state.factor == 0.5
+        times = await users.admit_second(4)
+        assert time.monotonic() - throttled_at >= 0.45  # the other user waited for Retry-After too
+        assert times[0] >= state.not_before  # on the database's clock: exactly
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert min(gaps) >= 2 * users.params.nominal_spacing - 1e-6  # half the rate (epoch floats: µs)
+        assert users.second.current_rate == pytest.approx(users.params.limit / users.params.guarded_window / 2)
+    finally:
+        await users.aclose()
+
+
+async def test_a_pause_recorded_by_one_limiter_reaches_the_other(postgres_url: str) -> None:
+    users = _TwoUsers(postgres_url)
+    try:
+        await asyncio.gather(users.first.acquire(), users.second.acquire())
+        paused_at = time.monotonic()
+        users.first.paused(0.6)
+        state = await users.until(lambda s: s.pauses == 1)
+        (admitted,) = await users.admit_second(1)
+        assert time.monotonic() - paused_at >= 0.55
+        assert admitted >= state.not_before and state.factor == 1.0  # a pause does not slow the rate down
+    finally:
+        await users.aclose()
