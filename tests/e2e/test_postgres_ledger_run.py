@@ -74,9 +74,10 @@ def test_a_ledger_server_gone_mid_run_never_lets_a_request_out_without_a_committ
     watcher = threading.Thread(target=stop_after_some_charges, daemon=True)
     watcher.start()
     try:
-        try:  # slow submits (4 a second) so that the server goes away between two of them
+        try:  # slow submits (4 a second) so that the server goes away between two of them; the rate
+            # budget in this process (by default it would live in the same, stopped, database)
             summary = run_flow(manifest, tmp_path / "data", sim.base_url, ledger_url=postgres_url,
-                               rate_limit=4, rate_window_s=1.0)
+                               rate_limit=4, rate_window_s=1.0, rate_store="memory")
         except Exception as error:  # the run cannot even record its end: it fails, loudly
             summary = {"exit_code": None, "error": str(error)}
         watcher.join(timeout=90)
