@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger
+from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.settings import load_settings
 from stemcat.client import SunoClient
 from stemcat.tasks.analyze import Analyzer, analyze_jobs
@@ -83,7 +84,7 @@ async def analyze_catalog(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     summary = AnalysisSummary(data_dir=str(directory), silent_threshold_dbfs=silent_threshold_dbfs,
                               min_snr_db=min_snr_db, reanalyze=reanalyze)
-    ledger = Ledger.open(directory, ledger_url or settings.ledger_url)
+    ledger = Ledger.open(directory, chosen_ledger_url(ledger_url, settings.ledger_url))
     try:
         job_ids = await asyncio.to_thread(ledger.jobs_to_analyze, include_analyzed=reanalyze)
         outcomes: Counter[str] = Counter()

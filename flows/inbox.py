@@ -23,6 +23,7 @@ from stemcat.catalog import Ledger
 from stemcat.catalog.paths import ledger_path
 from stemcat.flows.separate import separate_manifest
 from stemcat.flows.summary import EXIT_MEANINGS
+from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.settings import load_settings
 from stemcat.tasks.context import RunAborted
 from stemcat.tasks.manifest import ManifestError, iter_manifest
@@ -80,7 +81,7 @@ async def work_left(manifest: Path, data_dir: Path, default_type: str, policy: R
     """Keys of `manifest` with work left, read from the ledger only (no API request); -1: unknown, run it."""
     if policy.force:
         return -1
-    ledger_url = ledger_url or load_settings().ledger_url
+    ledger_url = chosen_ledger_url(ledger_url, load_settings().ledger_url)
     if ledger_url is None and not ledger_path(data_dir).exists():
         return -1
     ledger = Ledger.open(data_dir, ledger_url)

@@ -31,6 +31,7 @@ from prefect.utilities.annotations import quote
 from stemcat.catalog import Ledger, LedgerWriter, RejectRow
 from stemcat.catalog.charts import write_catalog_charts
 from stemcat.flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
+from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.settings import load_settings
 from stemcat.client import SunoClient, SunoError
 from stemcat.tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
@@ -272,7 +273,7 @@ async def separate_manifest(
         callback_url=callback_url or settings.callback_url,
         rate_store=rate_store or settings.rate_store, analyze=analyze,
         poll_share=settings.poll_share if poll_share is None else poll_share,
-        ledger_url=ledger_url or settings.ledger_url,
+        ledger_url=chosen_ledger_url(ledger_url, settings.ledger_url),
     )
     run_id = new_run_id()
     manifest_path = Path(manifest)

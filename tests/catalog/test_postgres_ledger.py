@@ -13,7 +13,7 @@ pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e 
 from stemcat.catalog import Ledger, LedgerUnavailableError  # noqa: E402
 from stemcat.catalog.ledger import SqliteBackend, ledger_backend  # noqa: E402
 from stemcat.catalog.ledger.postgres_backend import PostgresBackend, to_pyformat  # noqa: E402
-from stemcat.catalog.ledger.urls import masked_url, split_password  # noqa: E402
+from stemcat.catalog.ledger.urls import chosen_ledger_url, masked_url, split_password  # noqa: E402
 from stemcat.cli.ledger_option import resolve_ledger_url  # noqa: E402
 from stemcat.settings import Settings  # noqa: E402
 from tests.servers.postgres import PostgresServer  # noqa: E402
@@ -45,6 +45,14 @@ def test_the_url_picks_the_backend(tmp_path: Path) -> None:
         ledger_backend(tmp_path, "mysql://u:pw@h/db")
     with Ledger.open(tmp_path) as led:
         assert led.path == tmp_path / "ledger.sqlite"
+
+
+def test_a_flow_parameter_overrides_the_configured_url_and_empty_means_sqlite() -> None:
+    configured = "postgresql://u@shared/db"
+    assert chosen_ledger_url(None, configured) == configured
+    assert chosen_ledger_url("postgresql://u@other/db", configured) == "postgresql://u@other/db"
+    assert chosen_ledger_url("", configured) is None  # the demo insists on its own ledger.sqlite
+    assert chosen_ledger_url(None, None) is None
 
 
 def test_ledger_open_with_a_url_uses_postgres(postgres_url: str, tmp_path: Path) -> None:
