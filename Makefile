@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench killtest clean
+.PHONY: demo test test-fast bench killtest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The pure tier (no server, no Prefect) and the middle tier (tests/steps: the separation steps
+# against a scripted API and a temporary ledger): under a minute on 2 cores.
+# Multi-process component tests (catalog under contention, a charting subprocess) stay in `make test`.
+FAST_TESTS := tests/unit tests/steps tests/client tests/export tests/catalog \
+	tests/pacing/test_admission_rules.py tests/quality/test_quality_metrics.py tests/sim/test_sim_units.py
+NOT_FAST := --ignore=tests/catalog/test_catalog_processes.py --ignore=tests/catalog/test_chart_dirs.py
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(NOT_FAST) $(FAST_TESTS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

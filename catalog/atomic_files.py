@@ -34,23 +34,37 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def move_into_place(written: Path, target: Path) -> None:
+    """Make a finished file ``target`` durably: fsync it, rename it over ``target``, fsync the directory.
+
+    ``written`` must be on the same filesystem (a sibling, e.g. from ``temp_path_for``).
+    """
+    fsync_file(written)
+    os.replace(written, target)
+    fsync_dir(target.parent)
+
+
 @contextmanager
-def replacing(target: Path) -> Iterator[Path]:
+def replacing(target: Path, *, sync_dir: bool = True) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces ``target``, on any error it is removed.
 
     A reader of ``target`` sees the old complete file or the new complete file, never a part.
+    ``sync_dir=False`` leaves the directory's fsync to a caller that writes many files into one
+    directory and syncs it once at the end.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_path_for(target)
     try:
         yield temp
-        fsync_file(temp)
-        os.replace(temp, target)
+        if sync_dir:
+            move_into_place(temp, target)
+        else:
+            fsync_file(temp)
+            os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    fsync_dir(target.parent)
 
 
 @contextmanager

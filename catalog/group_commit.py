@@ -1,14 +1,11 @@
 """Ledger writes from coroutines, many per transaction (group commit), on the event loop.
 
-A run makes several ledger writes per track. As one ``BEGIN IMMEDIATE … COMMIT`` each, in a
-worker thread, every write paid a thread hop, an fsync and the wait for the GIL while the
-event loop held it; the ledger's lock turned that into a queue that paced the whole run.
-Here the writes that coroutines ask for during one turn of the event loop run back to back
-in one transaction on the loop's own thread (each in a savepoint, so one failing write
-undoes only itself), and every caller resumes only after the shared COMMIT returned: a
-write is as durable when ``await write(...)`` returns as it was before, at one fsync per
-batch. ``BEGIN`` never blocks the loop: the connection's busy timeout is zero and a busy
-database is retried with ``asyncio.sleep`` until the ledger's usual timeout.
+The writes that coroutines ask for during one turn of the event loop run back to back in one
+transaction on the loop's own thread (each in a savepoint, so one failing write undoes only
+itself), and every caller resumes only after the shared COMMIT returned: a write is durable
+when ``await write(...)`` returns, at one fsync per batch. ``BEGIN`` never blocks the loop:
+the connection's busy timeout is zero and a busy database is retried with ``asyncio.sleep``
+until the ledger's usual timeout. (Why not one transaction per write in a thread: docs/design.md.)
 """
 
 from __future__ import annotations

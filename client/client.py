@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from types import TracebackType
@@ -167,6 +168,8 @@ class SunoClient:
         self._backoff = JitteredBackoff(backoff_initial_s, backoff_max_s)
         self._maintenance_pause_s = backoff_max_s
         self._sleep = sleep
+        # API requests sent, by endpoint path (retries included; file downloads are not API requests).
+        self.requests_sent: Counter[str] = Counter()
         # Each API request borrows one of `max_connections` single-connection clients, and
         # stem files get clients of their own (no base URL and no key near file hosts): see
         # `stemcat.client.connections` for why not one pooled client each.
@@ -323,6 +326,7 @@ class SunoClient:
             async with self._api.client() as http:
                 while before_send:  # a paid request's intent is recorded once it is next to leave
                     await before_send.pop()()
+                self.requests_sent[path] += 1
                 async with http.stream(
                     method,
                     path,

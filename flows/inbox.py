@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.states import Failed
 
-from stemcat.catalog import Ledger
+from stemcat.catalog import JobStatus, Ledger
 from stemcat.catalog.paths import ledger_path
 from stemcat.flows.separate import separate_manifest
 from stemcat.flows.summary import EXIT_MEANINGS
@@ -27,12 +27,12 @@ from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.settings import load_settings
 from stemcat.tasks.context import RunAborted
 from stemcat.tasks.manifest import ManifestError, iter_manifest
-from stemcat.tasks.plan import classify
-from stemcat.tasks.planning import ResubmitPolicy
+from stemcat.tasks.separation.planning import classify
+from stemcat.tasks.separation.actions import ResubmitPolicy
 from stemcat.tasks.tracks import stage_rows
 
 MANIFEST_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq"})
-DONE_STATUSES = frozenset({"downloaded"})
+DONE_STATUSES = frozenset({JobStatus.DOWNLOADED})
 CHECK_CHUNK_ROWS = 10_000
 
 

@@ -28,25 +28,24 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
-from stemcat.catalog import Ledger, LedgerWriter, RejectRow
+from stemcat.catalog import JobStatus, Ledger, LedgerWriter, RejectRow
 from stemcat.catalog.charts import write_catalog_charts
 from stemcat.flows.summary import EXIT_BAD_CONFIG, EXIT_NO_CREDITS, RunSummary
 from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.settings import load_settings
 from stemcat.client import SunoClient, SunoError
-from stemcat.tasks.callbacks import CallbackHub, CallbackReceiver, load_secret
+from stemcat.services.callbacks import CallbackHub, CallbackReceiver, load_secret
 from stemcat.tasks.context import RunAborted, RunContext, RunLease, RunLock, RunOptions, WorkItem
 from stemcat.tasks.analyze import analyze_batch
 from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
-from stemcat.tasks.plan import Plan, classify, plan_batch
-from stemcat.tasks.planning import Action
-from stemcat.tasks.progress import reporter
+from stemcat.tasks.separation.planning import Plan, classify
+from stemcat.tasks.separation.steps import plan_batch, reconcile_intents, separate_batch
+from stemcat.tasks.separation.actions import Action
+from stemcat.tasks.separation.progress import reporter
 from stemcat.tasks.publish import publish_catalog
-from stemcat.tasks.reconcile import reconcile_intents
-from stemcat.tasks.pipeline import separate_batch
 from stemcat.tasks.tracks import stage_rows, stage_tracks
-from stemcat.tasks.window import BatchEntry
+from stemcat.tasks.separation.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
 
@@ -129,7 +128,7 @@ async def process_batch(ctx: RunContext, active: list[WorkItem], entry: BatchEnt
         entry.close()  # even when the task never started: the next batch must not wait for it
     if not ctx.options.analyze:  # left to `stemcat analyze`
         return
-    downloaded = [job_id for job_id, status in results.items() if status == "downloaded"]
+    downloaded = [job_id for job_id, status in results.items() if status == JobStatus.DOWNLOADED]
     fresh = await _not_analysed(ctx, downloaded)
     if fresh:  # quality figures, on the worker that downloaded, while the files are warm
         await analyze_batch(ctx, quote(fresh))
@@ -249,7 +248,7 @@ async def separate_manifest(
     concurrency: int = 4,
     download_concurrency: int = 8,
     batch_size: int = 50,
-    poll_initial_s: float = 10.0,
+    poll_initial_s: float | None = None,
     poll_max_s: float = 60.0,
     job_timeout_s: float = 1800.0,
     max_download_mb: float = 200.0,
@@ -312,12 +311,13 @@ async def separate_manifest(
             summary.credits_committed = ctx.ledger.spend_total(run_id)
             if not dry_run and refused is None:
                 summary.balance_after = await read_balance(ctx.client)
+            summary.count_requests(ctx.client.requests_sent)
             summary.exit_code = summary.decide_exit_code()
             summary.elapsed_s = round(time.monotonic() - started, 3)
             status = "dry_run" if dry_run else ("completed" if summary.exit_code == 0 else "partial")
             ctx.ledger.finish_run(run_id, status=status, exit_code=summary.exit_code,
                                   balance_after=summary.balance_after, summary=summary.model_dump(mode="json"),
-                                  counts=summary.counts)
+                                  counts={**summary.counts, **summary.run_columns()})
             await publish_catalog(ctx.ledger, options.data_dir)
             await _publish_artifacts(summary, options.data_dir)
     return summary.model_dump(mode="json")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, Field
 
-from stemcat.tasks.plan import Plan
+from stemcat.client.endpoints import CREDIT_PATH, RECORD_INFO_PATH, SUBMIT_PATH
+from stemcat.tasks.separation.planning import Plan
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -19,6 +22,20 @@ EXIT_MEANINGS = {
     EXIT_NO_CREDITS: "out of credits, or the --max-credits budget was reached with work left",
     EXIT_UNAUTHORIZED: "the API key was refused (401)",
 }
+
+REQUEST_KINDS = {SUBMIT_PATH: "submit", RECORD_INFO_PATH: "poll", CREDIT_PATH: "balance"}
+REQUEST_KIND_NAMES = ("submit", "poll", "balance", "other")
+# The least a finished job can cost: its submit, plus one poll when no callback comes.
+IDEAL_REQUESTS_PER_JOB = {"with_callbacks": 1, "without_callbacks": 2}
+
+
+def requests_by_kind(sent: Mapping[str, int]) -> dict[str, int]:
+    """API requests by kind (submit, poll, balance, other) from counts by endpoint path."""
+    kinds = dict.fromkeys(REQUEST_KIND_NAMES, 0)
+    for path, n in sent.items():
+        kinds[REQUEST_KINDS.get(path, "other")] += n
+    return kinds
+
 
 # Outcomes that leave a valid manifest row without its stems.
 UNFINISHED = ("failed", "unknown", "timed_out", "poll_error", "expired", "download_failed", "not_submitted",
@@ -42,6 +59,21 @@ class RunSummary(BaseModel):
     catalog_path: str = ""
     elapsed_s: float = 0.0
     exit_code: int = EXIT_OK
+    requests: dict[str, int] = Field(default_factory=dict)  # API requests sent, by kind
+    jobs_finished: int = 0  # jobs whose separation ended (succeeded or failed) in this run
+    requests_per_job: float | None = None
+
+    def count_requests(self, sent: Mapping[str, int]) -> None:
+        """Tally the run's API requests (by endpoint path) against the jobs it finished."""
+        self.requests = requests_by_kind(sent)
+        self.jobs_finished = self.counts.get("succeeded", 0) + self.counts.get("failed", 0)
+        total = sum(self.requests.values())
+        self.requests_per_job = round(total / self.jobs_finished, 3) if self.jobs_finished else None
+
+    def run_columns(self) -> dict[str, int]:
+        """The request counts as the runs table's columns."""
+        columns = {f"n_requests_{kind}": self.requests.get(kind, 0) for kind in REQUEST_KIND_NAMES}
+        return {"n_jobs_finished": self.jobs_finished, **columns}
 
     def decide_exit_code(self) -> int:
         if self.exit_code not in (EXIT_OK, EXIT_INCOMPLETE):
@@ -66,6 +98,7 @@ class RunSummary(BaseModel):
             f"- jobs downloaded: {c.get('downloaded', 0)} ({c.get('stems_downloaded', 0)} stem files, "
             f"{c.get('bytes_downloaded', 0) / 1e6:.1f} MB)",
             f"- balance: {self.balance_before} → {self.balance_after}",
+            f"- API requests: {self._requests_line()}",
             f"- catalog: `{self.catalog_path}`",
             f"- exit status: {self.exit_code} ({EXIT_MEANINGS.get(self.exit_code, '')})",
         ]
@@ -74,6 +107,12 @@ class RunSummary(BaseModel):
         if self.error:
             lines.append(f"- error: {self.error}")
         return "\n".join(lines)
+
+    def _requests_line(self) -> str:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in self.requests.items())
+        per_job = "" if self.requests_per_job is None else (
+            f"; {self.requests_per_job} per finished job ({self.jobs_finished}; ideal 1 with callbacks, 2 without)")
+        return (kinds or "none") + per_job
 
     def type_table(self) -> list[dict[str, object]]:
         types = sorted(set(self.plan.submit_by_type) | set(self.plan.credits_by_type))

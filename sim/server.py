@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import uvicorn
-
+from stemcat.services.serving import LoopbackServer, ServiceStartError
 from stemcat.sim.app import build_app
 from stemcat.sim.config import FaultSpec, SimConfig
 from stemcat.sim.files import install_truncation_filter
@@ -35,27 +31,22 @@ class SimServer:
         self._requested_port = port
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._runtime: SimRuntime | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._service: LoopbackServer | None = None
         self.port = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Self:
         """Bind, start serving and return once the server accepts connections."""
-        if self._server is not None:
+        if self._service is not None:
             return self
-        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the
-        # listening socket says TCP, and without it every keep-alive answer waits ~40 ms (Nagle).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self._host, self._requested_port))
-        except OSError as exc:
-            sock.close()
-            raise SimServerError(f"cannot bind {self._host}:{self._requested_port}: {exc}") from exc
-        self._socket = sock
-        self.port = sock.getsockname()[1]
+        service = LoopbackServer(None, host=self._host, port=self._requested_port, name="suno-sim",
+                                 startup_timeout_s=_STARTUP_TIMEOUT_S, stop_timeout_s=2,
+                                 loop="asyncio", http="h11", ws="none", lifespan="on")
+        try:  # bound first: the runtime needs the base URL (file links, callbacks) before serving
+            self.port = service.bind().port
+        except ServiceStartError as exc:
+            raise SimServerError(str(exc)) from exc
+        self._service = service
         if self.config.cache_dir is not None:
             cache_root = Path(self.config.cache_dir)
         elif self.config.songs == "realistic":
@@ -64,44 +55,24 @@ class SimServer:
             self._tempdir = tempfile.TemporaryDirectory(prefix="suno-sim-")
             cache_root = Path(self._tempdir.name)
         self._runtime = SimRuntime(self.config, self.base_url, cache_root)
-        uv_config = uvicorn.Config(
-            build_app(self._runtime),
-            loop="asyncio",
-            http="h11",
-            ws="none",
-            lifespan="on",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
         install_truncation_filter()
-        self._server = uvicorn.Server(uv_config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"suno-sim-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise SimServerError("the simulator did not start")
-            time.sleep(0.01)
+        service.app = build_app(self._runtime)
+        try:
+            self._service.start()
+        except ServiceStartError as exc:
+            self.stop()
+            raise SimServerError(f"the simulator did not start: {exc}") from exc
         return self
 
     def stop(self) -> None:
         """Stop serving, stop the render workers and remove the temporary cache."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._service is not None:
+            self._service.stop()
         if self._runtime is not None:
             self._runtime.close()
-        if self._socket is not None:
-            self._socket.close()
         if self._tempdir is not None:
             self._tempdir.cleanup()
-        self._server = self._thread = self._runtime = self._socket = self._tempdir = None
+        self._service = self._runtime = self._tempdir = None
 
     def __enter__(self) -> Self:
         return self.start()

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=8, ge=1, description="Jobs in flight at once.")
     download_concurrency: int = Field(default=8, ge=1)
     batch_size: int = Field(default=50, ge=1, description="Tracks per Prefect task run.")
-    poll_initial_s: float = Field(default=10.0, gt=0, description="First poll this long after submitting.")
+    poll_initial_s: float | None = Field(
+        default=None, gt=0, description="First poll this long after submitting (default: timed from observed latencies).")
     poll_max_s: float = Field(default=60.0, gt=0, description="Longest wait between polls of one job.")
     job_timeout_s: float = Field(default=1800.0, gt=0, description="Stop polling a job after this; a later run resumes it.")
     max_download_mb: float = Field(default=200.0, gt=0, description="Refuse any stem file larger than this.")

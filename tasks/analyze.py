@@ -18,10 +18,10 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow
+from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow, StemStatus
 from stemcat.client import SunoClient
 from stemcat.tasks.context import RunContext
-from stemcat.tasks.mixes import candidate_urls, ensure_mix
+from stemcat.tasks.separation.mixes import candidate_urls, ensure_mix
 from stemcat.tasks.quality import JobMetrics, QualityThresholds
 from stemcat.tasks.quality_files import UnreadableAudio, measure_files
 
@@ -137,7 +137,7 @@ def _load_jobs(ledger: Ledger, job_ids: list[str]) -> list[Job]:
 
 def _file_on_disk(data_dir: Path, stem: StemRow) -> Path | None:
     """The stem's file when it is downloaded and still there."""
-    if stem.status != "downloaded" or not stem.path:
+    if stem.status != StemStatus.DOWNLOADED or not stem.path:
         return None
     path = data_dir / stem.path
     return path if path.is_file() else None

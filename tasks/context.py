@@ -21,9 +21,9 @@ from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.catalog.ledger.runs import DEFAULT_RUN_LEASE_S
 from stemcat.client import SunoClient
 from stemcat.client.ratelimit.defaults import DEFAULT_POLL_SHARE
-from stemcat.tasks.callbacks import CallbackHub
-from stemcat.tasks.planning import ResubmitPolicy
-from stemcat.tasks.window import JobWindow
+from stemcat.services.callbacks import CallbackHub
+from stemcat.tasks.separation.actions import ResubmitPolicy
+from stemcat.tasks.separation.window import JobWindow
 
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class RunOptions(BaseModel):
     concurrency: int = Field(default=4, ge=1, description="Jobs in flight, in batches: concurrency x batch_size jobs.")
     download_concurrency: int = Field(default=8, ge=1)
     batch_size: int = Field(default=50, ge=1)
-    poll_initial_s: float = Field(default=10.0, gt=0)
+    poll_initial_s: float | None = Field(default=None, gt=0, description="Fixed first poll; None: from latencies seen.")
     poll_factor: float = Field(default=1.5, ge=1.0)
     poll_max_s: float = Field(default=60.0, gt=0)
     job_timeout_s: float = Field(default=1800.0, gt=0)

@@ -124,6 +124,16 @@ class ClaimsMixin(LedgerCore):
         with self._read() as con:
             return [job_from_row(row) for row in con.execute(sql, params).fetchall()]
 
+    def recent_latencies(self, separation_type: str, limit: int = 200) -> list[float]:
+        """Seconds from submit to completion of the latest finished jobs of a type, oldest first."""
+        with self._read() as con:
+            rows = con.execute(
+                "SELECT completed_at - submitted_at AS latency FROM jobs WHERE separation_type = ?"
+                " AND completed_at IS NOT NULL AND submitted_at IS NOT NULL ORDER BY completed_at DESC LIMIT ?",
+                (separation_type, int(limit)),
+            ).fetchall()
+        return [float(row["latency"]) for row in reversed(rows)]
+
     def get_job(self, job_id: str) -> Job | None:
         """One job by its token, or None."""
         with self._read() as con:

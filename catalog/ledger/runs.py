@@ -16,10 +16,11 @@ from stemcat.catalog.ledger.backend import Connection
 from stemcat.catalog.ledger.core import LedgerCore, require_text
 from stemcat.catalog.ledger.spend import credits_committed
 from stemcat.catalog.models import RunStatus
+from stemcat.catalog.schema import RUNS
 
 DEFAULT_RUN_LEASE_S = 60.0
 
-RUN_COUNT_COLUMNS = ("n_rows", "n_rejected", "n_skipped", "n_submitted", "n_downloaded", "n_failed")
+RUN_COUNT_COLUMNS = tuple(name for name in RUNS.column_names if name.startswith("n_"))
 
 
 class RunsMixin(LedgerCore):

@@ -80,7 +80,8 @@ def run(
     concurrency: Annotated[int, typer.Option(help="Jobs in flight: concurrency x batch-size, a job starting as any other ends.")] = 4,
     download_concurrency: Annotated[int | None, typer.Option(help="Parallel stem downloads.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tracks per Prefect task run.")] = None,
-    poll_initial: Annotated[float | None, typer.Option(help="Seconds before the first poll of a job.")] = None,
+    poll_initial: Annotated[float | None, typer.Option(
+        help="Seconds before the first poll of a job (default: timed from the separation latencies seen).")] = None,
     poll_max: Annotated[float | None, typer.Option(help="Longest wait between polls of a job.")] = None,
     job_timeout: Annotated[float | None, typer.Option(help="Stop polling a job after this many seconds.")] = None,
     max_download_mb: Annotated[float | None, typer.Option(help="Refuse stem files larger than this.")] = None,
@@ -120,8 +121,8 @@ def run_flow(params: dict[str, Any], *, verbose: bool = False) -> int:
     from stemcat.flows.separate import separate_manifest
     from stemcat.flows.summary import EXIT_INCOMPLETE
     from stemcat.cli.display import RichProgress, summary_table
-    from stemcat.tasks.plan import Plan
-    from stemcat.tasks.progress import set_reporter
+    from stemcat.tasks.separation.planning import Plan
+    from stemcat.tasks.separation.progress import set_reporter
 
     with RichProgress(console) as progress:
         set_reporter(progress)
@@ -227,7 +228,7 @@ def callbacks_serve(
     import time
 
     from stemcat.catalog import Ledger
-    from stemcat.tasks.callbacks import CallbackReceiver, load_secret
+    from stemcat.services.callbacks import CallbackReceiver, load_secret
 
     settings = load_settings()
     directory = _data_dir(data_dir, settings)

@@ -38,7 +38,7 @@ def run_demo(console: Console, *, data_dir: Path, tracks: int) -> int:
         code = run_flow(dict(
             manifest=str(manifest), data_dir=str(data_dir), base_url=sim.base_url, separation_type="separate_vocal",
             rate_limit=20, rate_window_s=10.0, concurrency=4, download_concurrency=8, batch_size=6,
-            poll_initial_s=1.0, poll_max_s=3.0, job_timeout_s=300.0, max_download_mb=50.0,
+            poll_max_s=3.0, job_timeout_s=300.0, max_download_mb=50.0,
             ledger_url="",  # the demo's ledger.sqlite, never a shared STEMCAT_LEDGER_URL
         ))
     con = open_catalog(data_dir)

@@ -83,6 +83,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
                     f"{counts.get('low_snr', 0)} separations below the SNR floor"),
         ("credits", f"{summary.get('credits_committed', 0)} committed; balance "
                     f"{summary.get('balance_before')} → {summary.get('balance_after')}"),
+        ("API requests", ", ".join(f"{kind} {n}" for kind, n in summary.get("requests", {}).items())
+                         + (f" ({summary['requests_per_job']} per finished job)" if summary.get("requests_per_job")
+                            else "")),
         ("catalog", summary.get("catalog_path", "")),
         ("time", f"{summary.get('elapsed_s', 0):.1f} s"),
     ]

@@ -1,24 +1,25 @@
 """Audio file I/O for the export: verify, link or copy, and encode sums of files block by block.
 
-Every file lands under a temporary name in its final directory, is fsynced, then renamed,
-so a reader never sees half a file and a crash leaves only ``.partial`` leftovers that the
-next write replaces. Sources are read only after their SHA-256 matched the catalog's.
+Every file lands under a temporary name in its final directory, is fsynced, then renamed
+(``catalog.atomic_files``), so a reader never sees half a file and a crash leaves only hidden
+``.tmp`` leftovers that ``sweep_stale_temps`` removes. Sources are read only after their SHA-256 matched the catalog's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import soundfile as sf
+
+from stemcat.catalog.atomic_files import replacing
 
 from stemcat.tasks.export.options import AudioFormat
 from stemcat.tasks.export.resample import Block, StreamingResampler, convert_channels
@@ -89,37 +90,12 @@ def read_header(path: Path) -> AudioHeader:
     return AudioHeader(frames=int(info.frames), sample_rate=int(info.samplerate), channels=int(info.channels))
 
 
-def partial_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{os.getpid()}.partial")
+def landing(final: Path) -> AbstractContextManager[Path]:
+    """A temporary path next to ``final``; on success it is fsynced and renamed onto ``final``.
 
-
-@contextmanager
-def landing(final: Path) -> Iterator[Path]:
-    """A temporary path next to ``final``; on success it is fsynced and renamed onto ``final``."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temp = partial_path(final)
-    with contextlib.suppress(FileNotFoundError):
-        temp.unlink()
-    try:
-        yield temp
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    The directory is fsynced by the caller, once per track folder (``fsync_dir``).
+    """
+    return replacing(final, sync_dir=False)
 
 
 def link_or_copy(source: Path, final: Path, sha256: str) -> Literal["link", "copy"]:

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from stemcat.catalog import JobStatus
 from stemcat.tasks.export.options import ExportOptions
 from stemcat.tasks.export.records import Candidate, MixFile, SourceStem, StemQuality, TrackInfo
 
@@ -37,7 +38,9 @@ OPTIONAL_STEM_COLUMNS: dict[str, str] = {
     "silent": "BOOLEAN",
 }
 # A job can be exported from any of these once all its stems are on disk.
-EXPORTABLE_JOB_STATUSES: tuple[str, ...] = ("downloaded", "succeeded", "expired")
+EXPORTABLE_JOB_STATUSES: tuple[str, ...] = tuple(
+    status.value for status in (JobStatus.DOWNLOADED, JobStatus.SUCCEEDED, JobStatus.EXPIRED)
+)
 
 _JOBS_QUERY = """
 WITH job_stems AS (

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from stemcat.catalog.atomic_files import replacing
 from stemcat.tasks.export.records import ExportedTrack, Refusal, ShardRecord, TrackInfo
 
 STATE_FILENAME = ".stemcat-export.json"
@@ -97,18 +97,9 @@ def save_state(out_dir: Path, state: ExportState) -> None:
     """Replace the manifest atomically (temp file, fsync, rename, fsync of the directory)."""
     state.updated_at = time.time()
     path = state_path(out_dir)
-    temp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     payload = state.model_dump(mode="json")
-    with temp.open("w", encoding="utf-8") as handle:
+    with replacing(path) as temp, temp.open("w", encoding="utf-8") as handle:
         json.dump(payload, handle, separators=(",", ":"))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from stemcat.catalog.atomic_files import fsync_dir
 from stemcat.tasks.export.audio import (
     AudioHeader,
     AudioTarget,
     SourceMismatch,
     encode,
-    fsync_dir,
     link_or_copy,
     read_header,
     verify_file,

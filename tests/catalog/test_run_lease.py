@@ -62,7 +62,7 @@ def test_run_is_alive_trusts_the_lease_on_postgres_and_the_flock_on_sqlite(
 def test_reconciliation_settles_only_intents_whose_owner_is_gone(ledger_target: LedgerTarget, tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from stemcat.tasks.reconcile import settle
+    from stemcat.tasks.separation.reconcile import settle
 
     with ledger_target.ledger() as led:
         _start(led, "crashed", lease_s=0.05)

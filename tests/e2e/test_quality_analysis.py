@@ -14,7 +14,7 @@ from stemcat.catalog.reports import failures_report, track_quality_report
 from stemcat.client import SunoClient
 from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
 from stemcat.tasks.analyze import analyze_batch
-from stemcat.tasks.callbacks import CallbackHub
+from stemcat.services.callbacks import CallbackHub
 from stemcat.tasks.context import RunContext, RunOptions
 from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB
 

@@ -14,7 +14,7 @@ import soundfile as sf
 from stemcat.catalog import Ledger, TrackRow
 from stemcat.client import NoLimiter, SunoClient
 from stemcat.tasks.analyze import AnalysisOutcome, Analyzer
-from stemcat.tasks.mixes import candidate_urls, mix_relpath
+from stemcat.tasks.separation.mixes import candidate_urls, mix_relpath
 from stemcat.tasks.paths import UnsafePathPart
 from stemcat.tasks.quality import QualityThresholds
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from stemcat.catalog import Ledger, LedgerWriter
-from stemcat.tasks.callbacks import CallbackReceiver, callback_url
+from stemcat.services.callbacks import CallbackReceiver, callback_url
 
 
 async def test_on_the_runs_loop_a_callback_is_stored_and_wakes_its_waiter(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stemcat.tasks.window import JobWindow
+from stemcat.tasks.separation.window import JobWindow
 
 
 async def _run_batch(window: JobWindow, entry, durations: dict[str, float], log: list[tuple[str, str]]) -> None:

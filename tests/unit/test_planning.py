@@ -1,6 +1,8 @@
 import pytest
 
-from stemcat.tasks.planning import Action, ResubmitPolicy, decide, needs_force, next_poll_delay, rate_limited_seconds
+from stemcat.tasks.separation.actions import Action, ResubmitPolicy, decide, needs_force
+from stemcat.tasks.separation.planning import rate_limited_seconds
+from stemcat.tasks.separation.poll_timing import next_poll_delay
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,27 @@
-"""Classify a chunk of keys against the ledger: what this run would pay for, poll, download or skip."""
+"""What a run will do before it does it: each key of the manifest classified, and the sums (`Plan`).
+
+`Plan` is what `--dry-run` prints and what the pre-flight balance check weighs; `classify`
+reads the latest job of each key from the ledger and applies `actions.decide`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 from pydantic import BaseModel, Field
-from prefect import task
-from prefect.cache_policies import NONE
 
 from stemcat.catalog import Ledger
 from stemcat.client import CREDITS_PER_TYPE, SeparationType
 from stemcat.tasks.context import WorkItem
-from stemcat.tasks.planning import Action, ResubmitPolicy, decide, rate_limited_seconds
+from stemcat.tasks.separation.actions import Action, ResubmitPolicy, decide
 from stemcat.tasks.tracks import TrackKey
+
+
+def rate_limited_seconds(requests: int, *, limit: int, window_s: float) -> float:
+    """Least wall time `requests` calls take at `limit` per `window_s` (paced evenly)."""
+    if requests <= 0:
+        return 0.0
+    return requests * window_s / limit
 
 
 class Plan(BaseModel):
@@ -67,9 +75,3 @@ def classify(ledger: Ledger, keys: list[TrackKey], policy: ResubmitPolicy) -> li
         items.append(WorkItem(key.audio_id, key.task_id, key.separation_type, decide(status, policy).value,
                               status=status, job_id=job.job_id if job else None))
     return items
-
-
-@task(name="plan-batch", cache_policy=NONE, retries=0)
-async def plan_batch(ledger: Ledger, keys: list[TrackKey], policy: ResubmitPolicy) -> list[WorkItem]:
-    """Decide, from the ledger, the action for each key of a batch."""
-    return await asyncio.to_thread(classify, ledger, keys, policy)

@@ -17,14 +17,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from stemcat.catalog import Ledger, StemRow
+from stemcat.catalog import JobStatus, Ledger, StemRow, StemStatus
+from stemcat.catalog.atomic_files import move_into_place
 from stemcat.client import DownloadExpired, SunoError
 from stemcat.tasks.audio import AudioFacts, UndecodableAudio, probe, sha256_file
 from stemcat.tasks.context import RunContext
-from stemcat.tasks.durable import fsync_dir, fsync_file
 from stemcat.tasks.paths import UnsafePathPart, stem_relpath
-from stemcat.tasks.progress import reporter
-from stemcat.tasks.separation import store_record
+from stemcat.tasks.separation.polling import store_record
+from stemcat.tasks.separation.progress import reporter
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ LOCK_POLL_S = 0.05
 
 def stem_is_intact(data_dir: Path, stem: StemRow) -> bool:
     """A downloaded stem whose file is still there with the recorded sha256."""
-    if stem.status != "downloaded" or not stem.path or not stem.sha256:
+    if stem.status != StemStatus.DOWNLOADED or not stem.path or not stem.sha256:
         return False
     path = data_dir / stem.path
     return path.is_file() and path.stat().st_size == stem.bytes and sha256_file(path) == stem.sha256
@@ -57,7 +57,7 @@ async def _refresh_url(ctx: RunContext, job_id: str, stem_name: str) -> str | No
 async def _current_rows(ctx: RunContext, job_id: str) -> dict[str, tuple[StemRow, bool]]:
     """The job's stems as the ledger has them now (another run may have fetched some), and which are intact."""
     rows = await ctx.writes.read(Ledger.stems_for_job, job_id)
-    if not any(row.status == "downloaded" for row in rows):  # nothing on disk to check
+    if not any(row.status == StemStatus.DOWNLOADED for row in rows):  # nothing on disk to check
         return {row.stem: (row, False) for row in rows}
     data_dir = ctx.options.data_dir
     intact = await asyncio.to_thread(lambda: [stem_is_intact(data_dir, row) for row in rows])
@@ -67,9 +67,7 @@ async def _current_rows(ctx: RunContext, job_id: str) -> dict[str, tuple[StemRow
 def _place_stem(part: Path, final: Path) -> AudioFacts:
     """Verify the streamed file decodes, then move it into place durably (one worker-thread hop)."""
     facts = probe(part)
-    fsync_file(part)
-    os.replace(part, final)
-    fsync_dir(final.parent)
+    move_into_place(part, final)
     return facts
 
 
@@ -82,13 +80,13 @@ async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
         try:
             wanted.append((stem, stem_relpath(stem.audio_id, stem.separation_type, stem.stem)))
         except UnsafePathPart as error:
-            await ctx.writes.write(Ledger.mark_stem, stem.job_id, stem.stem, "failed", str(error))
-            statuses[stem.stem] = "failed"
+            await ctx.writes.write(Ledger.mark_stem, stem.job_id, stem.stem, StemStatus.FAILED, str(error))
+            statuses[stem.stem] = StemStatus.FAILED
     # Only stems the ledger calls downloaded can be intact on disk: fresh jobs skip the file checks.
-    if wanted and all(stem.status == "downloaded" for stem, _ in wanted):
+    if wanted and all(stem.status == StemStatus.DOWNLOADED for stem, _ in wanted):
         intact = await asyncio.to_thread(lambda: [stem_is_intact(data_dir, stem) for stem, _ in wanted])
         if all(intact):
-            statuses.update((stem.stem, "downloaded") for stem, _ in wanted)
+            statuses.update((stem.stem, StemStatus.DOWNLOADED) for stem, _ in wanted)
             wanted = []
     if wanted:
         first = wanted[0][0]
@@ -105,7 +103,7 @@ async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
 
 async def _settle_stem(ctx: RunContext, stem: StemRow, intact: bool, relpath: Path) -> str:
     if intact:
-        return "downloaded"
+        return StemStatus.DOWNLOADED
     return await _fetch_stem(ctx, stem, relpath, ctx.options.data_dir / relpath)
 
 
@@ -178,10 +176,10 @@ async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path
         )
         ctx.counts["stems_downloaded"] += 1
         ctx.counts["bytes_downloaded"] += result.bytes
-        return "downloaded"
+        return StemStatus.DOWNLOADED
     if not url and stem.url_expires_at is not None and stem.url_expires_at < time.time():
         expired = True
-    status = "expired" if expired else "failed"
+    status = StemStatus.EXPIRED if expired else StemStatus.FAILED
     await ctx.writes.write(Ledger.mark_stem, stem.job_id, stem.stem, status, last_error)
     return status
 
@@ -190,19 +188,19 @@ async def download_job(ctx: RunContext, job_id: str) -> str:
     """Download all stems of one job and settle the job's status."""
     stems = await ctx.writes.read(Ledger.stems_for_job, job_id)
     if not stems:
-        return "failed"
+        return JobStatus.FAILED
     statuses = await download_stems(ctx, stems)
-    if all(s == "downloaded" for s in statuses):
-        await ctx.writes.write(Ledger.mark_status, job_id, "downloaded")
+    if all(s == StemStatus.DOWNLOADED for s in statuses):
+        await ctx.writes.write(Ledger.mark_status, job_id, JobStatus.DOWNLOADED)
         ctx.counts["downloaded"] += 1
         reporter().advance("downloaded")
-        return "downloaded"
-    if "expired" in statuses:
-        await ctx.writes.write(Ledger.mark_status, job_id, "expired", "stem URLs expired before download")
+        return JobStatus.DOWNLOADED
+    if StemStatus.EXPIRED in statuses:
+        await ctx.writes.write(Ledger.mark_status, job_id, JobStatus.EXPIRED, "stem URLs expired before download")
         ctx.counts["expired"] += 1
         # Re-separating is the only way back, and it is paid: say what it would cost.
         job = await ctx.writes.read(Ledger.get_job, job_id)
         ctx.counts["expired_credits"] += job.credits if job else 0
-        return "expired"
+        return JobStatus.EXPIRED
     ctx.counts["download_failed"] += 1
-    return "failed"
+    return JobStatus.FAILED

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
-from prefect import task
-from prefect.cache_policies import NONE
-
+from stemcat.catalog import JobStatus
 from stemcat.tasks.context import RunContext, run_is_alive
 
 
 def settle(ctx: RunContext) -> Counter[str]:
     """Match orphan intents (and unknowns) to received callbacks; mark the rest `unknown`.
 
-    An intent of a run that is still alive on this host is in flight, not orphaned,
+    An intent of a run that is still alive (on this host; on any host with a PostgreSQL ledger,
+    see `run_is_alive`) is in flight, not orphaned,
     and is left alone.
     """
     counts: Counter[str] = Counter()
-    for job in ctx.ledger.jobs_by_status(["intent", "unknown"]):
+    for job in ctx.ledger.jobs_by_status([JobStatus.INTENT, JobStatus.UNKNOWN]):
         if job.run_id == ctx.run_id:
             continue
-        if job.status == "intent" and run_is_alive(ctx.options.data_dir, job.run_id, ctx.ledger):
+        if job.status == JobStatus.INTENT and run_is_alive(ctx.options.data_dir, job.run_id, ctx.ledger):
             counts["in_flight_elsewhere"] += 1
             continue
         remote = next((cb["remote_task_id"] for cb in ctx.ledger.callbacks_for_token(job.job_id)
@@ -29,7 +27,7 @@ def settle(ctx: RunContext) -> Counter[str]:
         if remote:
             ctx.ledger.mark_submitted(job.job_id, remote)
             counts["matched_by_callback"] += 1
-        elif job.status == "intent":
+        elif job.status == JobStatus.INTENT:
             ctx.ledger.mark_unknown(
                 job.job_id, "the process stopped between the intent and the API's answer; no callback received"
             )
@@ -37,9 +35,3 @@ def settle(ctx: RunContext) -> Counter[str]:
         else:
             counts["still_unknown"] += 1
     return counts
-
-
-@task(name="reconcile-intents", cache_policy=NONE, retries=0)
-async def reconcile_intents(ctx: RunContext) -> dict[str, int]:
-    """Resolve intents without a taskId left by earlier, dead runs."""
-    return dict(await asyncio.to_thread(settle, ctx))

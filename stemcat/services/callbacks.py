@@ -1,32 +1,33 @@
-"""Receive the API's completion callbacks and turn them into durable hints.
+"""Receive the API's completion callbacks: verify, store durably, hand the payload to the waiting job.
 
-A callback is only a hint: its URL carries the job's idempotency token and an HMAC
-of it (so a stranger cannot forge one), the payload is stored in the ledger (so a
-restart can match a late callback to an intent whose taskId was never stored),
-and the waiting poller is woken to fetch the authoritative status with the key.
+A callback's URL carries the job's idempotency token and an HMAC of it (only the API has seen
+that URL, so a stranger cannot forge one); anything else is refused before it is read. The
+payload is stored in the ledger before it is answered (so a restart can match a late callback
+to an intent whose taskId was never stored), then handed to the run's waiting job, which uses
+it in place of a poll when it names the job's own taskId (`tasks.separation.polling`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
+import os
 import secrets
-import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from stemcat.catalog import Ledger, LedgerWriter
+from stemcat.catalog.atomic_files import creating_if_absent
+from stemcat.services.serving import LoopbackServer
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,11 @@ def load_secret(data_dir: Path) -> bytes:
     """The data directory's callback secret, created once with owner-only permissions."""
     path = data_dir / SECRET_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        # Durable before any URL signed with it leaves; a concurrent creator's secret wins.
+        with creating_if_absent(path) as temp:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
     return path.read_text().strip().encode()
 
 
@@ -63,27 +64,52 @@ def _task_id_and_code(payload: dict[str, Any]) -> tuple[str | None, int | None]:
 
 
 class CallbackHub:
-    """Wakes in-process waiters when a callback for their token arrives (thread-safe)."""
+    """Hands verified callbacks to in-process waiters and wakes them (`notify` is thread-safe).
+
+    The latest payload of each token is kept until its job forgets it, also when it arrives
+    before the job started waiting (a fast separation can call back before the submit returned);
+    at most `MAX_KEPT` tokens are kept, the oldest dropped first.
+    """
+
+    MAX_KEPT = 10_000
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     def event(self, token: str) -> asyncio.Event:
-        return self._events.setdefault(token, asyncio.Event())
+        event = self._events.setdefault(token, asyncio.Event())
+        if token in self._payloads:
+            event.set()
+        return event
+
+    def payload(self, token: str) -> dict[str, Any] | None:
+        """The latest callback body received for `token`, if any."""
+        return self._payloads.get(token)
+
+    def discard(self, token: str) -> None:
+        """Drop `token`'s payload (it was used, or it did not name the job's task)."""
+        self._payloads.pop(token, None)
 
     def forget(self, token: str) -> None:
         self._events.pop(token, None)
+        self._payloads.pop(token, None)
 
-    def notify(self, token: str) -> None:
+    def notify(self, token: str, payload: dict[str, Any] | None = None) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._set, token)
+            loop.call_soon_threadsafe(self._set, token, payload)
 
-    def _set(self, token: str) -> None:
+    def _set(self, token: str, payload: dict[str, Any] | None = None) -> None:
+        if payload is not None:
+            self._payloads[token] = payload
+            self._payloads.move_to_end(token)
+            while len(self._payloads) > self.MAX_KEPT:
+                self._payloads.popitem(last=False)
         event = self._events.get(token)
         if event is not None:
             event.set()
@@ -92,7 +118,10 @@ class CallbackHub:
 StoreCallback = Callable[[str, str | None, int | None, dict[str, Any]], Awaitable[None]]
 
 
-def build_app(store: StoreCallback, secret: bytes, on_callback: Callable[[str], None] | None = None) -> Starlette:
+OnCallback = Callable[[str, dict[str, Any]], None]
+
+
+def build_app(store: StoreCallback, secret: bytes, on_callback: OnCallback | None = None) -> Starlette:
     """`store(token, task_id, code, payload)` makes the callback durable before it is answered."""
 
     async def receive(request: Request) -> JSONResponse:
@@ -108,7 +137,7 @@ def build_app(store: StoreCallback, secret: bytes, on_callback: Callable[[str], 
         task_id, code = _task_id_and_code(payload)
         await store(token, task_id, code, payload)
         if on_callback is not None:
-            on_callback(token)
+            on_callback(token, payload)
         return JSONResponse({"code": 200, "msg": "ok"})
 
     return Starlette(routes=[Route("/callback/{token}", receive, methods=["POST"])])
@@ -137,16 +166,8 @@ def _store_in(ledger: Ledger, writer: LedgerWriter | None) -> StoreCallback:
     return store_via_writer
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # On the run's own loop (the main thread) uvicorn would take over SIGINT and SIGTERM
-        # and hold a Ctrl-C back until it stopped; the run keeps its own signal handling.
-        yield
-
-
 class CallbackReceiver:
-    """A uvicorn server for callbacks (port 0 picks a free port).
+    """The callback service (port 0 picks a free port).
 
     `with` serves on a background thread (the long-lived `stemcat callbacks` receiver);
     `async with` serves on the running loop, as a run does: a thread of its own would compete
@@ -156,33 +177,29 @@ class CallbackReceiver:
     def __init__(self, ledger: Ledger, secret: bytes, *, host: str = "127.0.0.1", port: int = 0,
                  hub: CallbackHub | None = None, writer: LedgerWriter | None = None) -> None:
         self.hub = hub or CallbackHub()
-        app = build_app(_store_in(ledger, writer), secret, self.hub.notify)
-        self._server = _Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                           timeout_graceful_shutdown=STOP_TIMEOUT_S)
-        )
-        self._thread = threading.Thread(target=self._server.run, name="stemcat-callbacks", daemon=True)
-        self._serving: asyncio.Task[None] | None = None
-        self._host = host
+        self._ledger, self._secret, self._writer = ledger, secret, writer
+        self._host, self._port = host, port
+        self._service: LoopbackServer | None = None
+
+    def _build(self) -> LoopbackServer:
+        app = build_app(_store_in(self._ledger, self._writer), self._secret, self.hub.notify)
+        self._service = LoopbackServer(app, host=self._host, port=self._port, name="stemcat-callbacks",
+                                       stop_timeout_s=STOP_TIMEOUT_S)
+        return self._service
 
     @property
     def base_url(self) -> str:
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        return f"http://{self._host}:{port}"
+        if self._service is None:
+            raise RuntimeError("the callback receiver is not running")
+        return self._service.base_url
 
-    def start(self, timeout_s: float = 10.0) -> CallbackReceiver:
-        self._thread.start()
-        waited = 0.0
-        while not self._server.started:
-            if not self._thread.is_alive() or waited > timeout_s:
-                raise RuntimeError("callback receiver did not start")
-            threading.Event().wait(0.02)
-            waited += 0.02
+    def start(self) -> CallbackReceiver:
+        self._build().start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
+        if self._service is not None:
+            self._service.stop()
 
     def __enter__(self) -> CallbackReceiver:
         return self.start()
@@ -191,20 +208,10 @@ class CallbackReceiver:
         self.stop()
 
     async def __aenter__(self) -> CallbackReceiver:
-        self._serving = asyncio.create_task(self._server.serve(), name="stemcat-callbacks")
-        deadline = time.monotonic() + STOP_TIMEOUT_S * 2
-        while not self._server.started:
-            if self._serving.done() or time.monotonic() > deadline:
-                self._serving.cancel()
-                raise RuntimeError("callback receiver did not start")
-            await asyncio.sleep(0.01)
+        await self._build().__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._serving is None:
-            return
-        self._server.should_exit = True
-        # The loop keeps running meanwhile: a callback arriving now still commits its record.
-        done, _ = await asyncio.wait({self._serving}, timeout=STOP_TIMEOUT_S * 2)
-        if not done:
-            self._serving.cancel()
+        if self._service is not None:
+            # The loop keeps running meanwhile: a callback arriving now still commits its record.
+            await self._service.__aexit__(*exc)

@@ -1,4 +1,4 @@
-"""Decide, without any I/O, what a run does for one (audio_id, type) given the ledger.
+"""Decide, without any I/O, what a run does for one (audio_id, type) given its latest job status.
 
 This is the heart of "never pay twice": only `SUBMIT` spends credits, and it is
 chosen only when nothing for that key was ever sent (or the API said it did not
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from stemcat.catalog.models import JobStatus
 
 
 class Action(StrEnum):
@@ -36,37 +38,23 @@ PAID_ACTIONS = frozenset({Action.SUBMIT})
 
 def decide(status: str | None, policy: ResubmitPolicy = ResubmitPolicy()) -> Action:
     """The action for a key whose latest job has `status` (None: never seen)."""
-    if policy.force or status is None or status == "not_submitted":
+    if policy.force or status is None or status == JobStatus.NOT_SUBMITTED:
         return Action.SUBMIT
-    if status == "intent":
+    if status == JobStatus.INTENT:
         return Action.RECONCILE
-    if status == "submitted":
+    if status == JobStatus.SUBMITTED:
         return Action.POLL
-    if status in ("succeeded", "downloaded"):
+    if status in (JobStatus.SUCCEEDED, JobStatus.DOWNLOADED):
         return Action.DOWNLOAD
-    if status == "unknown":
+    if status == JobStatus.UNKNOWN:
         return Action.SUBMIT if policy.unknown else Action.SKIP_UNKNOWN
-    if status == "failed":
+    if status == JobStatus.FAILED:
         return Action.SUBMIT if policy.failed else Action.SKIP_FAILED
-    if status == "expired":
+    if status == JobStatus.EXPIRED:
         return Action.SUBMIT if policy.expired else Action.SKIP_EXPIRED
     raise ValueError(f"unknown job status {status!r}")
 
 
 def needs_force(status: str | None, policy: ResubmitPolicy) -> bool:
     """True when submitting this key requires a new attempt beside an existing paid one."""
-    return status not in (None, "not_submitted") and decide(status, policy) is Action.SUBMIT
-
-
-def next_poll_delay(previous_s: float | None, *, initial_s: float, factor: float, max_s: float) -> float:
-    """Per-job poll back-off: start at `initial_s`, grow by `factor`, never beyond `max_s`."""
-    if previous_s is None:
-        return min(initial_s, max_s)
-    return min(previous_s * factor, max_s)
-
-
-def rate_limited_seconds(requests: int, *, limit: int, window_s: float) -> float:
-    """Least wall time `requests` calls take at `limit` per `window_s` (paced evenly)."""
-    if requests <= 0:
-        return 0.0
-    return requests * window_s / limit
+    return status not in (None, JobStatus.NOT_SUBMITTED) and decide(status, policy) is Action.SUBMIT

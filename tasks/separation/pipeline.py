@@ -1,25 +1,22 @@
-"""One batch of the manifest as one Prefect task, each job flowing through its own stages.
+"""One job's way through its stages: submit → await (polls, woken by its callback) → download.
 
-A job goes submit → await (polls, woken by its callback) → download as soon as its previous
-stage ends, not when the slowest job of its batch does: stage-wide barriers left the API idle
-while a batch downloaded and the download slots idle while it polled, which cost a quarter of
-a run's wall time. Each job also holds a slot of the run's job window (`tasks.window`) only
-while it runs, so the next batch's jobs start as this one's end. One task run per batch keeps
-Prefect's per-task cost (a few ms) per fifty tracks, not per call.
+Each stage starts as soon as the job's previous one ends, not when the slowest job of its
+batch does (stage-wide barriers cost a quarter of a run's wall time; see docs/design.md).
+`run_batch` runs a batch's jobs, each holding one slot of the run's job window
+(`window.JobWindow`) only while it runs; `steps.separate_batch` is its Prefect task.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from prefect import task
-from prefect.cache_policies import NONE
-
+from stemcat.catalog import JobStatus
 from stemcat.tasks.context import RunContext, WorkItem
-from stemcat.tasks.downloads import download_job
-from stemcat.tasks.planning import Action
-from stemcat.tasks.separation import await_one, submit_one, wait_for_owner
-from stemcat.tasks.window import BatchEntry
+from stemcat.tasks.separation.actions import Action
+from stemcat.tasks.separation.downloads import download_job
+from stemcat.tasks.separation.polling import await_one
+from stemcat.tasks.separation.submit import submit_one, wait_for_owner
+from stemcat.tasks.separation.window import BatchEntry
 
 
 async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:
@@ -42,17 +39,16 @@ async def run_job(ctx: RunContext, item: WorkItem) -> tuple[str, str] | None:
         return None
     if job_id is None:
         return None
-    if needs_poll and await await_one(ctx, job_id, first_poll_now=poll_now,
-                                      remote_task_id=remote_task_id) != "succeeded":
+    if needs_poll and await await_one(ctx, job_id, first_poll_now=poll_now, remote_task_id=remote_task_id,
+                                      separation_type=item.separation_type) != JobStatus.SUCCEEDED:
         return None
     return job_id, await download_job(ctx, job_id)
 
 
-@task(name="separate-batch", cache_policy=NONE, retries=0)
-async def separate_batch(ctx: RunContext, items: list[WorkItem], entry: BatchEntry) -> dict[str, str]:
-    """Submit (paid, never retried by Prefect), poll and download one batch; returns each job's download status.
+async def run_batch(ctx: RunContext, items: list[WorkItem], entry: BatchEntry) -> dict[str, str]:
+    """Every job of one batch, each in a slot of the run's window (`entry` admitted the batch).
 
-    Each job waits for a slot of the run's job window, which `entry` admitted this batch into.
+    Returns each finished job's download status by job id.
     """
 
     async def windowed(item: WorkItem) -> tuple[str, str] | None:

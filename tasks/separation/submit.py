@@ -1,4 +1,4 @@
-"""Paid submits and free polls, batch by batch.
+"""The paid submit of one job: claim, send, record; and waiting for another run's submit.
 
 The order of writes is what makes a crash harmless: the intent (with its
 idempotency token) is durable in the ledger before the POST leaves; the taskId is
@@ -9,31 +9,24 @@ re-sent automatically.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
-from datetime import timedelta
 
+from stemcat.catalog import Job, JobStatus, Ledger
 from stemcat.client import (
     CREDITS_PER_TYPE,
     ErrorPolicy,
     GenerateRequest,
     InsufficientCredits,
-    SeparationRecord,
     SeparationType,
     SubmitOutcomeUnknown,
     SunoError,
 )
-from stemcat.catalog import Job, Ledger
-from stemcat.client.ratelimit import polling
-from stemcat.tasks.callbacks import callback_url
+from stemcat.services.callbacks import callback_url
 from stemcat.tasks.context import RunAborted, RunContext, WorkItem
-from stemcat.tasks.planning import needs_force, next_poll_delay
-from stemcat.tasks.progress import reporter
+from stemcat.tasks.separation.actions import needs_force
+from stemcat.tasks.separation.progress import reporter
 
-log = logging.getLogger(__name__)
-
-URL_RETENTION = timedelta(days=14)
 EXIT_UNAUTHORIZED = 4
 
 
@@ -41,7 +34,8 @@ class ClaimedElsewhere(Exception):
     """Another run claimed this (audio_id, type) between planning and sending."""
 
 
-def _abort_if_run_fatal(error: SunoError) -> None:
+def abort_if_run_fatal(error: SunoError) -> None:
+    """A 401 (or another run-wide refusal) ends the whole run, not just this job."""
     if error.policy is ErrorPolicy.RUN:
         raise RunAborted(f"{error} — stopping the run", EXIT_UNAUTHORIZED) from error
 
@@ -89,7 +83,7 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> tuple[str, str | None] 
         if not claimed:  # nothing was recorded, so nothing was sent: no charge, nothing to settle
             ctx.budget.release(credits)
             if isinstance(error, SunoError):
-                _abort_if_run_fatal(error)
+                abort_if_run_fatal(error)
                 ctx.counts["not_submitted"] += 1
                 return None
             raise
@@ -115,7 +109,7 @@ async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: 
             ctx.stop_submitting("out of credits (429)")
             ctx.counts["deferred"] += 1
             return
-        _abort_if_run_fatal(error)
+        abort_if_run_fatal(error)
         ctx.counts["not_submitted"] += 1
         return
     # Anything unforeseen after the intent (a bug, a cancellation): we cannot know
@@ -138,82 +132,9 @@ async def wait_for_owner(ctx: RunContext, item: WorkItem) -> str | None:
         if job is not None and job.remote_task_id:
             ctx.counts["shared_with_other_run"] += 1
             return job.job_id
-        if job is not None and job.status not in ("intent",):
+        if job is not None and job.status != JobStatus.INTENT:
             ctx.counts[f"owner_{job.status}"] += 1
             return None
-        await asyncio.sleep(min(ctx.options.poll_initial_s, 1.0))
+        await asyncio.sleep(min(ctx.options.poll_initial_s or 1.0, 1.0))
     ctx.counts["in_flight_elsewhere"] += 1
     return None
-
-
-def _expiry(record: SeparationRecord) -> float:
-    completed = record.complete_time.timestamp() if record.complete_time else time.time()
-    return completed + URL_RETENTION.total_seconds()
-
-
-async def store_record(ctx: RunContext, job_id: str, record: SeparationRecord) -> str | None:
-    """Write a terminal record-info answer to the ledger; returns the new status or None if pending."""
-    flag = record.success_flag
-    if record.stem_urls and flag.has_results:
-        expires = _expiry(record)
-        await ctx.writes.write(
-            Ledger.mark_succeeded, job_id, success_flag=str(flag),
-            completed_at=record.complete_time.timestamp() if record.complete_time else None,
-            origin_url=record.origin_url,
-            stems=[(str(stem), url, expires) for stem, url in record.stem_urls.items()],
-        )
-        return "succeeded"
-    if flag.is_terminal:
-        await ctx.writes.write(
-            Ledger.mark_failed, job_id, success_flag=str(flag), error_code=record.error_code,
-            error=record.error_message or f"{flag} without stem URLs",
-        )
-        return "failed"
-    return None
-
-
-async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool, remote_task_id: str | None = None) -> str:
-    """Poll one job with per-job back-off (woken early by its callback) until it ends or times out.
-
-    `remote_task_id` saves reading the job back when the caller has just stored it.
-    """
-    if remote_task_id is None:
-        job = await ctx.writes.read(Ledger.get_job, job_id)
-        if job is None or job.remote_task_id is None:
-            return "missing"
-        remote_task_id = job.remote_task_id
-    options = ctx.options
-    event = ctx.hub.event(job_id)
-    deadline = time.monotonic() + options.job_timeout_s
-    delay: float | None = None
-    try:
-        while True:
-            if not first_poll_now:
-                delay = next_poll_delay(delay, initial_s=options.poll_initial_s, factor=options.poll_factor,
-                                        max_s=options.poll_max_s)
-                wait_s = min(delay, max(0.0, deadline - time.monotonic()))
-                try:
-                    await asyncio.wait_for(event.wait(), timeout=wait_s)
-                except TimeoutError:
-                    pass
-                event.clear()
-            first_poll_now = False
-            try:
-                with polling():  # polls yield to submits under the shared budget's poll share
-                    record = await ctx.client.record_info(remote_task_id)
-            except SunoError as error:
-                _abort_if_run_fatal(error)
-                log.warning("polling job %s failed: %s (it stays submitted)", job_id, error)
-                ctx.counts["poll_errors"] += 1
-                return "poll_error"
-            status = await store_record(ctx, job_id, record)
-            if status is not None:
-                ctx.counts[status] += 1
-                reporter().advance("separated")
-                return status
-            await ctx.writes.write(Ledger.mark_polled, job_id, time.time() + (delay or options.poll_initial_s))
-            if time.monotonic() >= deadline:
-                ctx.counts["timed_out"] += 1
-                return "timed_out"
-    finally:
-        ctx.hub.forget(job_id)

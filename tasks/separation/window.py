@@ -1,15 +1,10 @@
 """How many jobs a run has in flight: a rolling window across batches.
 
-A batch is one Prefect task (its cost is paid per fifty tracks, not per call), but a batch is
-not a barrier: every job holds one of the window's slots from its start to its end, and the
-next job starts as soon as any job ends, whichever batch it belongs to. With a fixed number
-of batches in flight instead, batches started together and ended together, and the number of
-jobs in flight swung from the maximum to nothing once per wave (measured on 1,000 tracks: an
-average of about 60% of the window in use, and bursts of 200 submits at once that the event loop and
-the connection pools then queued).
-
-Batches enter one at a time: the next is let in when every job of the previous one holds a
-slot, so jobs start in manifest order and at most one batch waits for room.
+A batch is one Prefect task, but not a barrier: every job holds one of the window's slots from
+its start to its end, and the next job starts as soon as any job ends, whichever batch it
+belongs to (why not a fixed number of batches in flight: docs/design.md). Batches enter one at
+a time: the next is let in when every job of the previous one holds a slot, so jobs start in
+manifest order and at most one batch waits for room.
 """
 
 from __future__ import annotations

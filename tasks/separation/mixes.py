@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stemcat.catalog.atomic_files import move_into_place, temp_path_for
 from stemcat.client import SunoClient, SunoError
 from stemcat.tasks.audio import UndecodableAudio, probe
-from stemcat.tasks.durable import fsync_dir
 from stemcat.tasks.paths import check_id
 
 log = logging.getLogger(__name__)
@@ -50,15 +48,14 @@ def candidate_urls(origin_urls: Iterable[str | None], source_url: str | None) ->
 async def _download(client: SunoClient, url: str, final: Path, max_bytes: int) -> None:
     # A unique temp name: two batches fetching the same mix never write into one file, and the
     # second rename replaces a complete file with an identical one.
-    part = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+    part = temp_path_for(final)
     try:
-        await client.download(url, part, max_bytes=max_bytes)
+        await client.download(url, part, max_bytes=max_bytes, fsync=False)
         await asyncio.to_thread(probe, part)
-        os.replace(part, final)
+        await asyncio.to_thread(move_into_place, part, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
-    await asyncio.to_thread(fsync_dir, final.parent)
 
 
 async def _generation_audio_url(client: SunoClient, task_id: str, audio_id: str) -> str | None:
