@@ -22,6 +22,7 @@ class JobStatus(StrEnum):
     NOT_SUBMITTED = "not_submitted"
     DOWNLOADED = "downloaded"
     EXPIRED = "expired"
+    INCOMPLETE = "incomplete"  # finished, but its answer lacked stems its type documents
 
 
 class StemStatus(StrEnum):
@@ -86,6 +87,12 @@ class Job:
     low_snr: bool | None = None
     analyzed_at: float | None = None
     analysis_error: str | None = None
+    missing_stems: str | None = None
+
+    @property
+    def missing(self) -> list[str]:
+        """Documented stems the API's answer did not list (while ``incomplete``)."""
+        return [name for name in (self.missing_stems or "").split(",") if name]
 
     @property
     def key(self) -> tuple[str, str]:

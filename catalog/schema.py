@@ -23,8 +23,9 @@ from stemcat.catalog.models import JobStatus, RunStatus, SpendEvent, StemStatus
 ColumnKind = Literal["text", "integer", "real", "timestamp", "bool"]
 Dialect = Literal["sqlite", "postgres"]
 
-# 2: quality analysis columns; 3: runs.lease_expires_at (both added to an older ledger by ALTER TABLE)
-SCHEMA_VERSION = 3
+# 2: quality analysis columns; 3: runs.lease_expires_at (both added to an older ledger by ALTER TABLE);
+# 4: jobs.missing_stems and the `incomplete` job status (the status CHECK widened in place, see catalog.migrations)
+SCHEMA_VERSION = 4
 
 # SQLite function the ledger registers on its export connections (see catalog.jsoncols.mask_urls_in_json_text).
 MASK_URLS_SQL_FUNCTION = "stemcat_mask_urls"
@@ -236,6 +237,8 @@ JOBS = Table(
         Column("low_snr", "bool", "True when reconstruction_snr_db is below the analysis's min_snr_db."),
         Column("analyzed_at", "timestamp", "When the stems were last analysed."),
         Column("analysis_error", "text", "Why the last analysis was incomplete (e.g. no mix), if it was."),
+        Column("missing_stems", "text",
+               "Stems the job's type documents that its finished answer did not list, comma-separated (incomplete)."),
     ),
     constraints=("UNIQUE (audio_id, separation_type, attempt)",),
     indexes=(("status",), ("run_id",), ("remote_task_id",)),

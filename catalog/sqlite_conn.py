@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stemcat.catalog.errors import CatalogError
 from stemcat.catalog.jsoncols import mask_urls_in_json_text
-from stemcat.catalog.migrations import add_missing_columns
+from stemcat.catalog.migrations import add_missing_columns, widen_check_constraints
 from stemcat.catalog.schema import MASK_URLS_SQL_FUNCTION, SCHEMA_VERSION, sqlite_ddl
 
 DEFAULT_BUSY_TIMEOUT_S = 60.0
@@ -65,6 +65,7 @@ def ensure_schema(con: sqlite3.Connection) -> None:
             )
         # Columns first: a new index may name a new column.
         add_missing_columns(con)
+        widen_check_constraints(con)
         for statement in sqlite_ddl():
             con.execute(statement)
         if version < SCHEMA_VERSION:

@@ -1,11 +1,17 @@
 """The job life cycle and what each status change writes to the credit ledger (pure logic).
 
     intent        -> submitted | not_submitted | unknown
-    unknown       -> submitted | not_submitted | succeeded | failed   (reconciliation)
+    unknown       -> submitted | not_submitted | succeeded | failed | incomplete   (reconciliation)
     not_submitted -> submitted                                        (late proof that it ran)
-    submitted     -> succeeded | failed
-    failed        -> succeeded
-    succeeded, downloaded, expired -> one another (downloaded only once every stem is)
+    submitted     -> succeeded | failed | incomplete
+    failed        -> succeeded | incomplete
+    incomplete    -> succeeded        (a later status answer lists every documented stem; a free read)
+    succeeded, downloaded, expired -> one another (downloaded only once every stem is), or incomplete
+                                      (a re-read finds documented stems missing, e.g. recorded by an older stemcat)
+
+``incomplete``: the API reported the task finished (SUCCESS) but listed fewer stems than its type
+documents; the job's row names the missing ones. It is paid for and blocks a new claim like any
+finished job; a later run polls it again (free) instead of submitting.
 
 A job is *charged* in every state except ``not_submitted``. The spend rows of a job always sum to
 its credits while it is charged and to zero while it is not, whichever path it took.
@@ -19,14 +25,15 @@ S = JobStatus
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.INTENT: frozenset({S.SUBMITTED, S.NOT_SUBMITTED, S.UNKNOWN}),
-    S.UNKNOWN: frozenset({S.SUBMITTED, S.NOT_SUBMITTED, S.SUCCEEDED, S.FAILED}),
+    S.UNKNOWN: frozenset({S.SUBMITTED, S.NOT_SUBMITTED, S.SUCCEEDED, S.FAILED, S.INCOMPLETE}),
     S.NOT_SUBMITTED: frozenset({S.SUBMITTED}),
-    S.SUBMITTED: frozenset({S.SUCCEEDED, S.FAILED}),
-    S.FAILED: frozenset({S.SUCCEEDED}),
+    S.SUBMITTED: frozenset({S.SUCCEEDED, S.FAILED, S.INCOMPLETE}),
+    S.FAILED: frozenset({S.SUCCEEDED, S.INCOMPLETE}),
+    S.INCOMPLETE: frozenset({S.SUCCEEDED}),
     # Once results exist, files may be fetched, go missing, or outlive their links in any order.
-    S.SUCCEEDED: frozenset({S.DOWNLOADED, S.EXPIRED}),
-    S.DOWNLOADED: frozenset({S.SUCCEEDED, S.EXPIRED}),
-    S.EXPIRED: frozenset({S.SUCCEEDED, S.DOWNLOADED}),
+    S.SUCCEEDED: frozenset({S.DOWNLOADED, S.EXPIRED, S.INCOMPLETE}),
+    S.DOWNLOADED: frozenset({S.SUCCEEDED, S.EXPIRED, S.INCOMPLETE}),
+    S.EXPIRED: frozenset({S.SUCCEEDED, S.DOWNLOADED, S.INCOMPLETE}),
 }
 
 # Before the API's task id is known; a submit outcome may still move the job.

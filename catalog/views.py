@@ -65,7 +65,7 @@ REPORT_VIEWS: dict[str, str] = {
         SELECT 'job' AS source, status, error_code,
                COALESCE(error, success_flag, status) AS reason, COUNT(*) AS n
         FROM jobs
-        WHERE status IN ('failed', 'unknown', 'not_submitted', 'expired')
+        WHERE status IN ('failed', 'unknown', 'not_submitted', 'expired', 'incomplete')
         GROUP BY ALL
         UNION ALL
         SELECT 'stem' AS source, status, CAST(NULL AS BIGINT) AS error_code,

@@ -1,6 +1,6 @@
 """Async client for the Suno stem-separation API (knows nothing of Prefect or the catalog)."""
 
-from stemcat.client.client import API_KEY_ENV, BASE_URL_ENV, SunoClient
+from stemcat.client.client import API_KEY_ENV, BASE_URL_ENV, SubmitReceipt, SunoClient
 from stemcat.client.download import DownloadResult
 from stemcat.client.errors import (
     ConfigurationError,
@@ -11,6 +11,7 @@ from stemcat.client.errors import (
     DownloadTruncated,
     EndpointNotFound,
     ErrorPolicy,
+    GaveUpWaiting,
     InsufficientCredits,
     InvalidRequest,
     Maintenance,
@@ -74,6 +75,7 @@ __all__ = [
     "DownloadTruncated",
     "EndpointNotFound",
     "ErrorPolicy",
+    "GaveUpWaiting",
     "GenerateRequest",
     "GenerationRecord",
     "InsufficientCredits",
@@ -94,6 +96,7 @@ __all__ = [
     "SourceDownloadFailed",
     "Stem",
     "SubmitOutcomeUnknown",
+    "SubmitReceipt",
     "SuccessFlag",
     "SunoClient",
     "SunoError",

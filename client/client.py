@@ -14,6 +14,7 @@ import os
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,7 +25,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from stemcat.client.backoff import JitteredBackoff, parse_retry_after
 from stemcat.client.connections import LentConnections
-from stemcat.client.download import DownloadResult, download_to_file
+from stemcat.client.download import (
+    DownloadResult,
+    HostGuard,
+    Resolver,
+    download_to_file,
+    is_loopback_host,
+    resolve_host,
+)
 from stemcat.client.endpoints import (
     CREDIT_PATH,
     DEFAULT_BASE_URL,
@@ -38,6 +46,7 @@ from stemcat.client.errors import (
     DownloadFailed,
     DownloadTruncated,
     ErrorPolicy,
+    GaveUpWaiting,
     Maintenance,
     ResponseFormatError,
     ServerError,
@@ -60,6 +69,28 @@ from stemcat.client.transport_errors import describe, provably_unsent, sanitized
 
 # Awaited once, right before a paid request leaves (see `SunoClient.submit`).
 BeforeSend = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class SubmitReceipt:
+    """How far one paid submit got: kept current while `SunoClient.submit` runs, read when it raises.
+
+    A run may be stopped (Ctrl-C, a worker cancelling it) while a submit waits for the limiter
+    or out a Retry-After between attempts. Nothing is on the wire then, and when every answer
+    so far said "not executed" (405/430/455, a connection never made) the API has not run it:
+    `not_executed` tells the caller it may record the job as not submitted, whatever stopped it.
+    """
+
+    attempts: int = 0  # requests put on the wire
+    in_flight: bool = False  # one of them is on the wire now, unanswered
+    maybe_executed: bool = False  # an answer (or a broken exchange) that does not say "not executed"
+    refusal: SunoError | None = None  # the latest "not executed" answer, if any
+
+    @property
+    def not_executed(self) -> bool:
+        """No attempt can have been executed: none is in flight and none was answered ambiguously."""
+        return not (self.in_flight or self.maybe_executed)
+
 
 logger = logging.getLogger("stemcat.client")
 
@@ -148,6 +179,7 @@ class SunoClient:
         max_download_connections: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        resolver: Resolver | None = None,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -157,6 +189,11 @@ class SunoClient:
         if backoff_initial_s < 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need 0 <= backoff_initial_s <= backoff_max_s")
         self.base_url = _resolve_base_url(base_url)
+        # Stem hosts must be public, unless the API itself is on loopback (the simulator). A custom
+        # transport decides where names go, so without a `resolver` only IP literals are vetted then.
+        self._host_guard: HostGuard | None = None
+        if not is_loopback_host(urlsplit(self.base_url).hostname):
+            self._host_guard = HostGuard(resolver or (None if transport is not None else resolve_host))
         self._auth = _BearerAuth(key)
         install_log_masking(key)
         # A limiter of its own is on the key's shared budget (as a run's is), and closed with the client.
@@ -214,7 +251,9 @@ class SunoClient:
 
     # --- API calls -------------------------------------------------------------------------
 
-    async def submit(self, request: GenerateRequest, *, before_send: BeforeSend | None = None) -> str:
+    async def submit(
+        self, request: GenerateRequest, *, before_send: BeforeSend | None = None, receipt: SubmitReceipt | None = None
+    ) -> str:
         """PAID. Ask for a separation and return its taskId.
 
         Re-sent only after a connect failure or a 405/430/455 (not executed). Any other
@@ -225,12 +264,17 @@ class SunoClient:
         just before the request leaves: the place to record a durable intent, so that time
         spent waiting for the limiter never counts as "maybe sent". Whatever it raises
         propagates and nothing is sent.
+
+        `receipt`, when given, is kept current: if the call is stopped by anything (a
+        cancellation while it waits out a Retry-After included), `receipt.not_executed` says
+        whether the API can have run it.
         """
         body = request.to_wire()
         pending = [before_send] if before_send is not None else []
+        progress = receipt if receipt is not None else SubmitReceipt()
 
         async def attempt() -> str:
-            return await self._submit_once(body, pending)
+            return await self._submit_once(body, pending, progress)
 
         return await self._retrying(_is_retryable_submit_error)(attempt)
 
@@ -239,9 +283,23 @@ class SunoClient:
         envelope = await self._read(RECORD_INFO_PATH, {"taskId": _require_id(task_id)})
         return SeparationRecord.from_envelope(envelope)
 
-    async def credits(self) -> int:
-        """The key's remaining credit balance."""
-        return parse_credit_balance(await self._read(CREDIT_PATH, None))
+    async def credits(self, *, max_wait_s: float | None = None) -> int:
+        """The key's remaining credit balance.
+
+        With `max_wait_s`, gives up (`GaveUpWaiting`) rather than wait longer than that in all,
+        for the limiter, a Retry-After or retries: a closing read must not hold a stopping run.
+        """
+        if max_wait_s is None:
+            return parse_credit_balance(await self._read(CREDIT_PATH, None))
+        try:
+            async with asyncio.timeout(max_wait_s):
+                envelope = await self._read(CREDIT_PATH, None)
+        except TimeoutError:
+            raise GaveUpWaiting(
+                f"No credit balance within {max_wait_s:g} s (rate limit, Retry-After or retries)",
+                endpoint=CREDIT_PATH,
+            ) from None
+        return parse_credit_balance(envelope)
 
     async def generation_record(self, task_id: str) -> GenerationRecord:
         """Details of a music-generation task, listing its audio variations."""
@@ -260,7 +318,9 @@ class SunoClient:
     ) -> DownloadResult:
         """Stream a stem file into `dest` (a `.part` path), resuming bytes already there.
 
-        No Authorization header is sent: file URLs may be on third-party hosts. The sha256 is
+        No Authorization header is sent: file URLs may be on third-party hosts, and a host that is
+        (or resolves to) a loopback, private or link-local address is refused before any connection,
+        unless the API base URL is itself on loopback. The sha256 is
         of the bytes on disk. With `fsync=False` the caller forces the file to disk itself
         (for instance outside a concurrency slot, together with its other file work).
         """
@@ -273,6 +333,7 @@ class SunoClient:
             expected_bytes=expected_bytes,
             retrying=lambda: self._retrying(_is_retryable_download_error),
             fsync=fsync,
+            guard=self._host_guard,
         )
 
     # --- plumbing --------------------------------------------------------------------------
@@ -290,16 +351,27 @@ class SunoClient:
     async def _read(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
         return await self._retrying(_is_retryable_read_error)(self._call, "GET", path, params, None)
 
-    async def _submit_once(self, body: dict[str, str], before_send: list[BeforeSend]) -> str:
+    async def _submit_once(self, body: dict[str, str], before_send: list[BeforeSend], receipt: SubmitReceipt) -> str:
         try:
-            envelope = await self._call("POST", SUBMIT_PATH, None, body, before_send)
-            return parse_submitted_task_id(envelope)
+            envelope = await self._call("POST", SUBMIT_PATH, None, body, before_send, receipt)
+        except (Throttled, Maintenance) as exc:
+            receipt.refusal = exc
+            raise
         except TransportFailure as exc:
             if not exc.request_sent:
+                receipt.refusal = exc
                 raise
+            receipt.maybe_executed = True
             raise self._unknown_submit(exc, "the connection failed after the request was sent") from None
         except ServerError as exc:
+            receipt.maybe_executed = True
             raise self._unknown_submit(exc, f"the server answered {exc.code}") from None
+        except ResponseFormatError as exc:
+            receipt.maybe_executed = True
+            raise self._unknown_submit(exc, "the answer could not be read") from None
+        receipt.maybe_executed = True  # accepted, as far as the caller still has to find out
+        try:
+            return parse_submitted_task_id(envelope)
         except ResponseFormatError as exc:
             raise self._unknown_submit(exc, "the answer could not be read") from None
 
@@ -319,6 +391,7 @@ class SunoClient:
         params: dict[str, str] | None,
         json_body: dict[str, str] | None,
         before_send: list[BeforeSend] | None = None,
+        receipt: SubmitReceipt | None = None,
     ) -> dict[str, Any]:
         """One rate-limited API request; raises the mapped `SunoError` for any failure."""
         await self._limiter.acquire()
@@ -327,6 +400,9 @@ class SunoClient:
                 while before_send:  # a paid request's intent is recorded once it is next to leave
                     await before_send.pop()()
                 self.requests_sent[path] += 1
+                if receipt is not None:
+                    receipt.attempts += 1
+                    receipt.in_flight = True
                 async with http.stream(
                     method,
                     path,
@@ -337,12 +413,16 @@ class SunoClient:
                 ) as response:
                     body = await _read_capped(response, _MAX_API_BODY_BYTES)
         except httpx.RequestError as exc:
+            if receipt is not None:
+                receipt.in_flight = False  # `request_sent` says whether it may have arrived
             logger.debug("%s %s failed: %s", method, path, describe(exc, self._auth.secrets))
             raise TransportFailure(
                 f"Network failure: {describe(exc, self._auth.secrets)}",
                 request_sent=not provably_unsent(exc),
                 endpoint=path,
             ) from sanitized(exc, self._auth.secrets)
+        if receipt is not None:
+            receipt.in_flight = False  # answered; what the answer means is the caller's to say
         logger.debug("%s %s -> HTTP %d", method, path, response.status_code)
         try:
             envelope = check_envelope(

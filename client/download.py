@@ -2,16 +2,24 @@
 
 Stem URLs may live on third-party hosts, so no credentials are ever sent with them.
 The caller passes a `.part` path, and renames it into place once this returns.
+
+Stem URLs come from the API (or a callback): they must not make this machine fetch from itself
+or its network. `HostGuard` resolves every hop's host and refuses the URL before connecting when
+any address is loopback, private, link-local or otherwise not global; the client turns the guard
+off only when its API base URL is itself on loopback (the simulator serves its files there).
+The name is resolved again when connecting: a DNS answer that changes in between is not caught.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +51,76 @@ _MAX_REDIRECTS = 5
 
 # Lends a client for one attempt (its connection is the borrower's until the body is read).
 LendClient = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
+# Resolves (host, port) to the addresses a connection could go to; raises OSError when it cannot.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for `host` (what httpx would connect to)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """An IP literal on loopback, or the name `localhost` (no DNS: used for the API base URL)."""
+    if not host:
+        return False
+    address = _ip_literal(host)
+    if address is not None:
+        return address.is_loopback
+    name = host.lower().rstrip(".")
+    return name in _LOOPBACK_NAMES or name.endswith(".localhost")
+
+
+def is_public_address(address: str) -> bool:
+    """Global unicast only: not loopback, private, link-local, shared, reserved, multicast or unspecified."""
+    ip = _ip_literal(address.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is link-local anyway
+    if ip is None:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class HostGuard:
+    """Refuses a download URL whose host is, or resolves to, any non-public address: before connecting."""
+
+    def __init__(self, resolver: Resolver | None = resolve_host) -> None:
+        # None: IP literals only (a test transport never resolves names, so there is nothing to vet).
+        self._resolver = resolver
+
+    async def check(self, url: str) -> None:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        literal = _ip_literal(host)
+        if literal is not None:
+            addresses = [str(literal)]
+        elif self._resolver is None:
+            return
+        else:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                addresses = await self._resolver(host, port)
+            except OSError as exc:
+                raise DownloadFailed(
+                    f"Could not resolve the file host ({type(exc).__name__})", endpoint=mask_url(url)
+                ) from None
+            if not addresses:
+                raise DownloadFailed("The file host resolved to no address", endpoint=mask_url(url))
+        refused = [address for address in addresses if not is_public_address(address)]
+        if refused:
+            raise UnsafeURL(
+                f"Refusing a download from a loopback, private or link-local address ({', '.join(refused)})",
+                endpoint=mask_url(url),
+            )
 
 
 @dataclass(frozen=True)
@@ -144,8 +222,10 @@ class _Transfer:
         *,
         max_bytes: int,
         chunk_size: int,
+        guard: HostGuard | None,
     ) -> None:
         self._lend = lend
+        self._guard = guard
         self._url = url
         self._dest = dest
         self._max_bytes = max_bytes
@@ -187,8 +267,10 @@ class _Transfer:
             raise self._error(DownloadFailed, f"Network failure: {describe(exc)}") from sanitized(exc)
 
     async def _follow(self, http: httpx.AsyncClient, url: str, headers: dict[str, str], existing: int) -> None:
-        # Redirects are followed by hand so every hop passes the same URL check.
+        # Redirects are followed by hand so every hop passes the same URL and address checks.
         for _hop in range(_MAX_REDIRECTS + 1):
+            if self._guard is not None:
+                await self._guard.check(url)
             request = http.build_request("GET", url, headers=headers)
             response = await http.send(request, stream=True, follow_redirects=False)
             try:
@@ -283,12 +365,16 @@ async def download_to_file(
     expected_bytes: int | None,
     retrying: Callable[[], AsyncRetrying],
     fsync: bool = True,
+    guard: HostGuard | None = None,
 ) -> DownloadResult:
-    """Stream `url` into `dest`, resuming a partial file; see `SunoClient.download`."""
+    """Stream `url` into `dest`, resuming a partial file; see `SunoClient.download`.
+
+    With a `guard`, every hop's host is vetted before anything connects to it.
+    """
     check_download_url(url)
     if max_bytes <= 0 or chunk_size <= 0:
         raise ValueError("max_bytes and chunk_size must be positive")
-    transfer = _Transfer(lend, url, dest, max_bytes=max_bytes, chunk_size=chunk_size)
+    transfer = _Transfer(lend, url, dest, max_bytes=max_bytes, chunk_size=chunk_size, guard=guard)
     await retrying()(transfer.attempt)
     size, sha256 = transfer.size, transfer.digest.hexdigest()
     if fsync:

@@ -20,6 +20,7 @@ Hierarchy::
     │   └── PacerUnavailable            RETRY          (the key's rate store failed; nothing was sent)
     ├── ResponseFormatError             ITEM           (a body that is not the documented shape)
     ├── SubmitOutcomeUnknown            ITEM           (a paid submit that may or may not have run)
+    ├── GaveUpWaiting                   ITEM           (a read that would have waited longer than allowed)
     └── DownloadError                                  (stem file downloads)
         ├── UnsafeURL                   ITEM
         ├── DownloadTooLarge            ITEM
@@ -199,6 +200,17 @@ class SubmitOutcomeUnknown(SunoError):
     ) -> None:
         self.cause = cause
         super().__init__(message, code=code, endpoint=endpoint)
+
+
+class GaveUpWaiting(SunoError):
+    """A read was abandoned because the limiter (or a Retry-After) would keep it waiting longer than allowed.
+
+    Nothing is known about what it would have returned; whether the request left is irrelevant
+    (reads are free).
+    """
+
+    policy = ErrorPolicy.ITEM
+    advice = "The API asked to wait longer than this read may; report its answer as unknown"
 
 
 class DownloadError(SunoError):

@@ -1,7 +1,7 @@
 """Re-run the stem analysis over an existing catalog, without downloading any stem again.
 
 Selects the downloaded jobs (by default only those never analysed), measures them batch by
-batch (``tasks.analyze``), fetches each song's mix once when it is not on disk yet (free),
+batch (``tasks.analysis``), fetches each song's mix once when it is not on disk yet (free),
 then republishes the Parquet snapshots and DuckDB views.
 """
 
@@ -23,9 +23,11 @@ from stemcat.catalog import Ledger
 from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.settings import load_settings
 from stemcat.client import SunoClient
-from stemcat.tasks.analyze import Analyzer, analyze_jobs
+from stemcat.tasks.analysis.analyzer import Analyzer
+from stemcat.tasks.analysis.pool import AnalysisPool
+from stemcat.tasks.analysis.steps import analyze_jobs
 from stemcat.tasks.publish import publish_catalog
-from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS, QualityThresholds
+from stemcat.tasks.analysis.metrics import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS, QualityThresholds
 
 
 class AnalysisSummary(BaseModel):
@@ -73,6 +75,7 @@ async def analyze_catalog(
     base_url: str | None = None,
     batch_size: int = 50,
     max_download_mb: float = 200.0,
+    analysis_workers: int | None = None,
     ledger_url: str | None = None,
 ) -> dict[str, Any]:
     """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary."""
@@ -85,17 +88,19 @@ async def analyze_catalog(
     summary = AnalysisSummary(data_dir=str(directory), silent_threshold_dbfs=silent_threshold_dbfs,
                               min_snr_db=min_snr_db, reanalyze=reanalyze)
     ledger = Ledger.open(directory, chosen_ledger_url(ledger_url, settings.ledger_url))
+    pool = AnalysisPool(analysis_workers)  # decoding and meters: one worker process per core by default
     try:
         job_ids = await asyncio.to_thread(ledger.jobs_to_analyze, include_analyzed=reanalyze)
         outcomes: Counter[str] = Counter()
         async with _mix_client(fetch_mixes, base_url or settings.base_url) as client:
             analyzer = Analyzer(ledger=ledger, data_dir=directory, client=client, thresholds=thresholds,
-                                max_download_bytes=int(max_download_mb * 1024 * 1024))
+                                max_download_bytes=int(max_download_mb * 1024 * 1024), pool=pool)
             for start in range(0, len(job_ids), batch_size):
                 batch = await analyze_jobs(analyzer, job_ids[start:start + batch_size])
                 outcomes.update(batch.values())
         await publish_catalog(ledger, directory)
     finally:
+        pool.close()
         ledger.close()
     summary.jobs = len(job_ids)
     summary.outcomes = dict(outcomes)

@@ -36,7 +36,7 @@ from stemcat.settings import load_settings
 from stemcat.client import SunoClient, SunoError
 from stemcat.services.callbacks import CallbackHub, CallbackReceiver, load_secret
 from stemcat.tasks.context import RunAborted, RunContext, RunLease, RunLock, RunOptions, WorkItem
-from stemcat.tasks.analyze import analyze_batch
+from stemcat.tasks.analysis.steps import analyze_batch
 from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
 from stemcat.tasks.separation.planning import Plan, classify
@@ -48,6 +48,8 @@ from stemcat.tasks.tracks import stage_rows, stage_tracks
 from stemcat.tasks.separation.window import BatchEntry
 
 MANIFEST_CHUNK_ROWS = 10_000
+CLOSING_BALANCE_WAIT_S = 5.0  # the closing read gives up (balance unknown) rather than wait out a Retry-After
+STOPPING_BALANCE_WAIT_S = 1.0  # ... and sooner when the run is being stopped (Ctrl-C, a cancelled flow run)
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,10 @@ def new_run_id() -> str:
 
 
 @task(name="read-balance", cache_policy=NONE, retries=0)
-async def read_balance(client: SunoClient) -> int | None:
-    """The account's credit balance (free call); None when it cannot be read."""
+async def read_balance(client: SunoClient, max_wait_s: float | None = None) -> int | None:
+    """The account's credit balance (free call); None when it cannot be read (within `max_wait_s`)."""
     try:
-        return await client.credits()
+        return await client.credits(max_wait_s=max_wait_s)
     except SunoError as error:
         if error.policy.value == "run":
             raise RunAborted(str(error), 4) from error
@@ -309,8 +311,13 @@ async def separate_manifest(
             summary.counts = dict(ctx.counts)
             summary.stop_reason = ctx.stop_reason
             summary.credits_committed = ctx.ledger.spend_total(run_id)
+            summary.jobs = ctx.ledger.job_status_counts(run_id)
+            summary.incomplete = {f"{j.audio_id}/{j.separation_type}": j.missing
+                                  for j in ctx.ledger.jobs_by_status(["incomplete"], limit=100)}
             if not dry_run and refused is None:
-                summary.balance_after = await read_balance(ctx.client)
+                stopping = (current := asyncio.current_task()) is not None and current.cancelling() > 0
+                summary.balance_after = await read_balance(
+                    ctx.client, STOPPING_BALANCE_WAIT_S if stopping else CLOSING_BALANCE_WAIT_S)
             summary.count_requests(ctx.client.requests_sent)
             summary.exit_code = summary.decide_exit_code()
             summary.elapsed_s = round(time.monotonic() - started, 3)

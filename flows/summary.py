@@ -17,7 +17,8 @@ EXIT_UNAUTHORIZED = 4
 
 EXIT_MEANINGS = {
     EXIT_OK: "every valid row ended separated and downloaded",
-    EXIT_INCOMPLETE: "some jobs did not finish (failed, unknown, timed out, expired, or download failed)",
+    EXIT_INCOMPLETE: "some jobs did not finish (failed, unknown, incomplete, timed out, status unreadable, expired, "
+                     "or download failed)",
     EXIT_BAD_CONFIG: "bad configuration or unreadable manifest",
     EXIT_NO_CREDITS: "out of credits, or the --max-credits budget was reached with work left",
     EXIT_UNAUTHORIZED: "the API key was refused (401)",
@@ -39,7 +40,11 @@ def requests_by_kind(sent: Mapping[str, int]) -> dict[str, int]:
 
 # Outcomes that leave a valid manifest row without its stems.
 UNFINISHED = ("failed", "unknown", "timed_out", "poll_error", "expired", "download_failed", "not_submitted",
-              "skip_unknown", "skip_failed", "skip_expired", "in_flight_elsewhere")
+              "skip_unknown", "skip_failed", "skip_expired", "in_flight_elsewhere", "incomplete")
+
+
+# Ledger statuses that leave a job this run claimed without its stems (also when no counter saw why).
+LEFT_UNFINISHED = ("intent", "submitted", "unknown", "incomplete", "succeeded", "failed", "expired")
 
 
 class RunSummary(BaseModel):
@@ -50,6 +55,8 @@ class RunSummary(BaseModel):
     plan: Plan = Field(default_factory=Plan)
     counts: dict[str, int] = Field(default_factory=dict)
     reconciled: dict[str, int] = Field(default_factory=dict)
+    incomplete: dict[str, list[str]] = Field(default_factory=dict)  # "audio_id/type" -> missing stems, ledger-wide
+    jobs: dict[str, int] = Field(default_factory=dict)  # every job this run claimed, by its ledger status at the end
     credits_committed: int = 0
     balance_before: int | None = None
     balance_after: int | None = None
@@ -83,6 +90,7 @@ class RunSummary(BaseModel):
         if self.stop_reason is not None and self.counts.get("deferred", 0):
             return EXIT_NO_CREDITS
         unfinished = sum(self.counts.get(k, 0) for k in UNFINISHED)
+        unfinished += sum(n for status, n in self.jobs.items() if status in LEFT_UNFINISHED)
         return EXIT_INCOMPLETE if unfinished else EXIT_OK
 
     def markdown(self) -> str:
@@ -94,7 +102,10 @@ class RunSummary(BaseModel):
             + (f" (see `{self.rejects_file}`)" if self.rejects_file else ""),
             f"- separations submitted: {c.get('submitted', 0)} ({self.credits_committed} credits committed)",
             f"- succeeded: {c.get('succeeded', 0)}, failed: {c.get('failed', 0)}, unknown: {c.get('unknown', 0)}, "
-            f"timed out: {c.get('timed_out', 0)}",
+            f"incomplete: {c.get('incomplete', 0)}, timed out: {c.get('timed_out', 0)}, "
+            f"status unreadable: {c.get('poll_error', 0)}",
+            f"- jobs this run submitted, by status now: "
+            + (", ".join(f"{n} {status}" for status, n in sorted(self.jobs.items())) or "none"),
             f"- jobs downloaded: {c.get('downloaded', 0)} ({c.get('stems_downloaded', 0)} stem files, "
             f"{c.get('bytes_downloaded', 0) / 1e6:.1f} MB)",
             f"- balance: {self.balance_before} → {self.balance_after}",
@@ -104,6 +115,8 @@ class RunSummary(BaseModel):
         ]
         if self.stop_reason:
             lines.append(f"- stopped submitting: {self.stop_reason}")
+        for key, missing in self.incomplete.items():
+            lines.append(f"- incomplete `{key}`: missing {', '.join(missing)} (the next run re-reads it for free)")
         if self.error:
             lines.append(f"- error: {self.error}")
         return "\n".join(lines)

@@ -84,11 +84,15 @@ class ApiHandlers:
 
     async def _refusal_for_read(self, request: Request, route: FaultRoute) -> Response | None:
         """Gate a read-only route, applying its fault (delay, then the code if any)."""
+        refusal, _ = await self._gate_read(request, route)
+        return refusal
+
+    async def _gate_read(self, request: Request, route: FaultRoute) -> tuple[Response | None, FaultSpec | None]:
         refusal, _, fault = self._gate(request, route, f"{request.url.path}?{request.url.query}")
         if refusal is None and fault is not None:
             await asyncio.sleep(fault.delay_s)
             refusal = _fault_response(fault)
-        return refusal
+        return refusal, fault
 
     async def generate(self, request: Request) -> Response:
         body = await _json_object(request)
@@ -119,7 +123,7 @@ class ApiHandlers:
 
     async def record_info(self, request: Request) -> Response:
         task_id = request.query_params.get("taskId", "")
-        refusal = await self._refusal_for_read(request, "record_info")
+        refusal, fault = await self._gate_read(request, "record_info")
         if refusal is not None:
             return refusal
         if not task_id:
@@ -127,6 +131,8 @@ class ApiHandlers:
         body = self._rt.record_info(task_id)
         if body is None:
             return error_response(400, detail="Invalid parameters: taskId not found")
+        if fault is not None and fault.stems_listed is not None:
+            body = payloads.with_stems_listed(body, fault.stems_listed)
         return JSONResponse(body)
 
     async def credit(self, request: Request) -> Response:

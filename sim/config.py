@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FaultRoute = Literal["generate", "record_info", "credit", "generation", "file"]
+FaultRoute = Literal["generate", "record_info", "credit", "generation", "file", "callback"]
 CallbackInfoKey = Literal["vocal_removal_info", "vocal_separation_info"]
 SongKind = Literal["synthetic", "realistic"]
 Mp3Bitrate = Literal[96, 112, 128, 160, 192, 224, 256, 320]  # MPEG-1 layer III rates in the 128-192 neighbourhood
@@ -93,6 +93,7 @@ class FaultSpec(BaseModel):
     truncate_at: int | None = Field(default=None, ge=0)  # file only: bytes sent before the connection closes
     retry_after: float | None = Field(default=None, ge=0.0)
     match: str | None = None  # substring of the request subject (path, query, taskId, audioId)
+    stems_listed: int | None = Field(default=None, ge=0)  # record_info, callback: a SUCCESS lists its first N stems
 
     @model_validator(mode="after")
     def _consistent(self) -> FaultSpec:
@@ -102,6 +103,10 @@ class FaultSpec(BaseModel):
             raise ValueError("after_accept applies to the generate route only")
         if self.truncate_at is not None and self.route != "file":
             raise ValueError("truncate_at applies to the file route only")
+        if self.stems_listed is not None and self.route not in ("record_info", "callback"):
+            raise ValueError("stems_listed applies to the record_info and callback routes only")
+        if self.route == "callback" and (self.stems_listed is None or self.code is not None or self.delay_s):
+            raise ValueError("the callback route takes stems_listed only")
         if self.code is not None and not 100 <= self.code <= 599:
             raise ValueError("code must be an HTTP-like status code")
         return self

@@ -82,6 +82,31 @@ def _file_id(url: str) -> str:
     return url.rstrip("/").split("/")[-2].split(".")[-1]
 
 
+def with_stems_listed(body: JsonDict, keep: int) -> JsonDict:
+    """A record-info envelope whose SUCCESS lists only its first `keep` stem URLs (the others null)."""
+    data = body.get("data") or {}
+    response = data.get("response")
+    if data.get("successFlag") != "SUCCESS" or not isinstance(response, dict):
+        return body
+    trimmed = dict(response)
+    listed = [k for k, v in trimmed.items() if k.endswith("Url") and k != "originUrl" and v]
+    for key in listed[keep:]:
+        trimmed[key] = None
+    trimmed.pop("originData", None)
+    return {**body, "data": {**data, "response": trimmed}}
+
+
+def callback_with_stems_listed(body: JsonDict, info_key: str, keep: int) -> JsonDict:
+    """A success callback that lists only its first `keep` stem URLs (the others left out)."""
+    data = body.get("data") or {}
+    info = data.get(info_key)
+    if not isinstance(info, dict):
+        return body
+    listed = [k for k in info if k.endswith("_url") and k != "origin_url"]
+    trimmed = {k: v for k, v in info.items() if k not in listed[keep:]}
+    return {**body, "data": {**data, info_key: trimmed}}
+
+
 def record_info(
     *,
     task_id: str,

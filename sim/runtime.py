@@ -202,9 +202,13 @@ class SimRuntime:
         key = self.config.callback_info_key
         if task.failure is not None:
             return payloads.failure_callback(task.task_id, task.failure.code, task.failure.message, key)
-        return payloads.success_callback(
+        body = payloads.success_callback(
             task.task_id, task.type, self._stem_urls(task), self.urls.mix_url(task.audio_id), key
         )
+        fault = self.faults.take("callback", task.task_id)
+        if fault is not None and fault.stems_listed is not None:
+            body = payloads.callback_with_stems_listed(body, key, fault.stems_listed)
+        return body
 
     # -- files ---------------------------------------------------------------------------
     def resolve_file(self, segment: str, label: str) -> FileTarget | FileRefusal:

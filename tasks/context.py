@@ -57,6 +57,8 @@ class RunOptions(BaseModel):
     poll_share: float = Field(default=DEFAULT_POLL_SHARE, gt=0.0, le=1.0,
                               description="Most of the key's budget polls get while submits wait.")
     analyze: bool = Field(default=True, description="Measure stem quality right after each batch downloads.")
+    analysis_workers: int | None = Field(default=None, ge=1, description="Processes that decode and measure audio "
+                                         "(None: one per core).")
     ledger_url: str | None = Field(default=None, exclude=True, repr=False,
                                    description="postgresql://… ledger; None: ledger.sqlite in data_dir.")
 

@@ -107,13 +107,18 @@ class JobStateMixin(LedgerCore):
         completed_at: float | None,
         origin_url: str | None,
         stems: Sequence[tuple[str, str, float | None]],
-    ) -> None:
-        """Record a finished task and its stem links ``(stem, url, url_expires_at)``.
+        documented_stems: Mapping[str, Sequence[str]] | None = None,
+    ) -> JobStatus:
+        """Record a finished task and its stem links ``(stem, url, url_expires_at)``; returns the job's status.
 
         New stems start ``pending``; a stem already downloaded keeps its file and gets the fresh
         link. A ``downloaded`` job stays downloaded while every stem is still downloaded.
+
+        With ``documented_stems`` (separation type -> the stems that type documents), a job
+        whose stems, those recorded before included, lack any of its type's is ``incomplete``
+        and names them in ``missing_stems``; its links are kept for when the rest arrive.
         """
-        if not stems:
+        if not stems and documented_stems is None:
             raise ValueError("a succeeded job needs at least one stem URL")
         for stem, url, _expires_at in stems:
             require_text(stem, "stem")
@@ -125,8 +130,9 @@ class JobStateMixin(LedgerCore):
                     job_id, job.status, JobStatus.SUCCEEDED, "record the remote task id first"
                 )
             store_stem_links(con, job, stems)
-            target = JobStatus.SUCCEEDED
-            if job.status == JobStatus.DOWNLOADED and all_stems_downloaded(con, job_id):
+            missing = _missing_stems(con, job, documented_stems)
+            target = JobStatus.INCOMPLETE if missing else JobStatus.SUCCEEDED
+            if job.status == JobStatus.DOWNLOADED and not missing and all_stems_downloaded(con, job_id):
                 target = JobStatus.DOWNLOADED
             self._transition(
                 con,
@@ -137,9 +143,11 @@ class JobStateMixin(LedgerCore):
                     "completed_at": completed_at if completed_at is not None else job.completed_at or self._clock(),
                     "origin_url": origin_url or job.origin_url,
                     "error_code": None,
-                    "error": None,
+                    "error": f"the answer lacks {len(missing)} documented stem(s)" if missing else None,
+                    "missing_stems": ",".join(missing) or None,
                 },
             )
+        return target
 
     def mark_failed(self, job_id: str, *, success_flag: str | None, error_code: int | None, error: str | None) -> None:
         """The remote task failed (a failure ``successFlag`` or a failure callback)."""
@@ -176,6 +184,14 @@ class JobStateMixin(LedgerCore):
             self._transition(con, job, new_status, changes)
         return True
 
+    def job_status_counts(self, run_id: str) -> dict[str, int]:
+        """How many of the jobs ``run_id`` claimed are in each status now."""
+        with self._read() as con:
+            rows = con.execute(
+                "SELECT status, COUNT(*) FROM jobs WHERE run_id = ? GROUP BY status ORDER BY status", (run_id,)
+            ).fetchall()
+        return {str(status): int(count) for status, count in rows}
+
     def _transition(self, con: Connection, job: Job, new_status: JobStatus, changes: Mapping[str, Any]) -> None:
         """Apply one checked status change and its spend row inside the caller's transaction."""
         if not is_allowed(job.status, new_status):
@@ -193,6 +209,15 @@ class JobStateMixin(LedgerCore):
         if effect is not None:
             event, credits = effect
             insert_spend(con, job, event, credits, now)
+
+
+def _missing_stems(con: Connection, job: Job, documented: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """The job type's documented stems that the job has no link for, in documented order."""
+    if documented is None:
+        return []
+    expected = [str(stem) for stem in documented.get(job.separation_type, ())]
+    have = {row[0] for row in con.execute("SELECT stem FROM stems WHERE job_id = ?", (job.job_id,)).fetchall()}
+    return [stem for stem in expected if stem not in have]
 
 
 def _job_for_update(con: Connection, job_id: str) -> Job:

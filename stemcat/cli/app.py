@@ -29,6 +29,7 @@ class Format(StrEnum):
 
 
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")]
+from stemcat.cli.cmd_analyze import AnalysisWorkersOption  # noqa: E402 - shared with `stemcat analyze`
 
 
 def _data_dir(value: Path | None, settings: Settings) -> Path:
@@ -88,6 +89,7 @@ def run(
     callback_url: Annotated[str | None, typer.Option(help="Public base URL of `stemcat callbacks serve`.")] = None,
     rate_store: Annotated[str | None, typer.Option(help="Shared rate budget for concurrent runs "
                                                    "[env STEMCAT_RATE_STORE].")] = None,
+    analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
     ledger_url: LedgerUrlOption = None,
 ) -> None:
@@ -111,6 +113,10 @@ def run(
         err_console.print("[red]SUNO_API_KEY is not set.[/red] Export your key (it is only ever sent in the "
                           "Authorization header), or try `make demo`, which runs against the local simulator.")
         raise typer.Exit(2)
+    # Not a flow parameter yet (flows/separate.py does not take it): the process's pool size.
+    from stemcat.tasks.analysis.pool import set_default_workers
+
+    set_default_workers(analysis_workers)
     raise typer.Exit(run_flow(params, verbose=verbose))
 
 

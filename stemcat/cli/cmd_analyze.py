@@ -17,10 +17,14 @@ from rich.table import Table
 
 from stemcat.cli.ledger_option import LedgerUrlOption, resolve_ledger_url
 from stemcat.settings import load_settings, quiet_prefect_environment
-from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS
+from stemcat.tasks.analysis.metrics import DEFAULT_MIN_SNR_DB, DEFAULT_SILENT_THRESHOLD_DBFS
 
 console = Console()
 err_console = Console(stderr=True)
+
+AnalysisWorkersOption = Annotated[int | None, typer.Option(
+    "--analysis-workers", min=1, envvar="STEMCAT_ANALYSIS_WORKERS",
+    help="Processes that decode and measure audio (default: one per core).")]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -41,6 +45,7 @@ def analyze_command(
                                               "(free; needs SUNO_API_KEY). Without: stems only, no SNR.")] = True,
     base_url: Annotated[str | None, typer.Option(help="API base URL [env SUNO_BASE_URL].")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Jobs per Prefect task run.")] = 50,
+    analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
     ledger_url: LedgerUrlOption = None,
 ) -> None:
@@ -62,7 +67,7 @@ def analyze_command(
     summary = asyncio.run(analyze_catalog(
         data_dir=str(directory), silent_threshold_dbfs=silent_threshold, min_snr_db=min_snr, reanalyze=reanalyze,
         fetch_mixes=fetch_mixes, base_url=base_url or settings.base_url, batch_size=batch_size,
-        max_download_mb=settings.max_download_mb, ledger_url=ledger_url,
+        max_download_mb=settings.max_download_mb, ledger_url=ledger_url, analysis_workers=analysis_workers,
     ))
     console.print(summary_table(summary))
     raise typer.Exit(EXIT_SOME_FAILED if summary["outcomes"].get("failed") else EXIT_OK)

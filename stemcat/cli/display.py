@@ -64,6 +64,11 @@ def print_frame(console: Console, frame: pd.DataFrame, fmt: str, title: str | No
         console.print(frame_table(frame, title))
 
 
+def _by_status(jobs: dict[str, int]) -> str:
+    """Where every job the run claimed stands now, e.g. ` (now: 10 downloaded, 2 submitted)`."""
+    return f" (now: {', '.join(f'{n} {status}' for status, n in sorted(jobs.items()))})" if jobs else ""
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     plan = summary.get("plan", {})
     counts = summary.get("counts", {})
@@ -74,9 +79,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("manifest", f"{summary['manifest']}: {plan.get('rows', 0)} valid rows, {plan.get('rejected', 0)} rejected"),
         ("rejects file", summary.get("rejects_file") or "-"),
         ("planned", ", ".join(f"{n} × {t}" for t, n in plan.get("submit_by_type", {}).items()) or "nothing new"),
-        ("submitted", str(counts.get("submitted", 0))),
+        ("submitted", str(counts.get("submitted", 0)) + _by_status(summary.get("jobs", {}))),
         ("separated", f"{counts.get('succeeded', 0)} succeeded, {counts.get('failed', 0)} failed, "
-                      f"{counts.get('unknown', 0)} unknown, {counts.get('timed_out', 0)} timed out"),
+                      f"{counts.get('unknown', 0)} unknown, {counts.get('incomplete', 0)} incomplete, "
+                      f"{counts.get('timed_out', 0)} timed out, {counts.get('poll_error', 0)} status unreadable"),
         ("downloaded", f"{counts.get('downloaded', 0)} jobs, {counts.get('stems_downloaded', 0)} stem files "
                        f"({counts.get('bytes_downloaded', 0) / 1e6:.1f} MB)"),
         ("quality", f"{counts.get('stems_analysed', 0)} stems analysed, {counts.get('silent_stems', 0)} silent, "
@@ -98,6 +104,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     if counts.get("expired"):
         attention.append(f"{counts['expired']} job(s) expired: re-separating costs {counts.get('expired_credits', 0)} "
                          "credits (--resubmit-expired)")
+    for key, missing in sorted(summary.get("incomplete", {}).items()):
+        attention.append(f"{key} incomplete, missing {', '.join(missing)} (the next run re-reads it for free)")
     for state, cost in sorted(plan.get("skipped_cost", {}).items()):
         attention.append(f"skipped {state}: re-separating costs {cost} credits (--resubmit-{state})")
     if attention:

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.catalog.atomic_files import creating_if_absent
+from stemcat.services.body_limit import BodyLimit
 from stemcat.services.serving import LoopbackServer
 
 log = logging.getLogger(__name__)
@@ -140,7 +142,7 @@ def build_app(store: StoreCallback, secret: bytes, on_callback: OnCallback | Non
             on_callback(token, payload)
         return JSONResponse({"code": 200, "msg": "ok"})
 
-    return Starlette(routes=[Route("/callback/{token}", receive, methods=["POST"])])
+    return Starlette(routes=[Route("/callback/{token}", receive, methods=["POST"])], middleware=[Middleware(BodyLimit)])
 
 
 def _store_in(ledger: Ledger, writer: LedgerWriter | None) -> StoreCallback:

@@ -42,7 +42,7 @@ def decide(status: str | None, policy: ResubmitPolicy = ResubmitPolicy()) -> Act
         return Action.SUBMIT
     if status == JobStatus.INTENT:
         return Action.RECONCILE
-    if status == JobStatus.SUBMITTED:
+    if status in (JobStatus.SUBMITTED, JobStatus.INCOMPLETE):  # incomplete: a free re-read may list the rest
         return Action.POLL
     if status in (JobStatus.SUCCEEDED, JobStatus.DOWNLOADED):
         return Action.DOWNLOAD

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import logging
 import os
 import time
@@ -20,7 +21,9 @@ from pathlib import Path
 from stemcat.catalog import JobStatus, Ledger, StemRow, StemStatus
 from stemcat.catalog.atomic_files import move_into_place
 from stemcat.client import DownloadExpired, SunoError
-from stemcat.tasks.audio import AudioFacts, UndecodableAudio, probe, sha256_file
+from stemcat.tasks.analysis.checks import StemCheck
+from stemcat.tasks.analysis.decode import UndecodableAudio
+from stemcat.tasks.analysis.pool import WorkerDied
 from stemcat.tasks.context import RunContext
 from stemcat.tasks.paths import UnsafePathPart, stem_relpath
 from stemcat.tasks.separation.polling import store_record
@@ -30,6 +33,12 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_ATTEMPTS = 3
 LOCK_POLL_S = 0.05
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def stem_is_intact(data_dir: Path, stem: StemRow) -> bool:
@@ -64,11 +73,9 @@ async def _current_rows(ctx: RunContext, job_id: str) -> dict[str, tuple[StemRow
     return {row.stem: (row, ok) for row, ok in zip(rows, intact, strict=True)}
 
 
-def _place_stem(part: Path, final: Path) -> AudioFacts:
-    """Verify the streamed file decodes, then move it into place durably (one worker-thread hop)."""
-    facts = probe(part)
+def _place_stem(part: Path, final: Path) -> None:
+    """Move a verified file into place durably (one worker-thread hop)."""
     move_into_place(part, final)
-    return facts
 
 
 async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
@@ -94,17 +101,24 @@ async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
         lock = data_dir / "locks" / "stems" / f"{first.audio_id}.{first.separation_type}.lock"
         async with _file_lock(lock):
             current = await _current_rows(ctx, first.job_id)
+            # Each stem is decoded once: verification, and the job's analysis when the run analyses.
+            check = StemCheck(ctx, first.job_id, first.audio_id, [stem.stem for stem, _ in wanted],
+                              complete=len(wanted) == len(stems))
             settled = await asyncio.gather(*(
-                _settle_stem(ctx, *current.get(stem.stem, (stem, False)), relpath) for stem, relpath in wanted
+                _settle_stem(ctx, *current.get(stem.stem, (stem, False)), relpath, check) for stem, relpath in wanted
             ))
-        statuses.update(zip((stem.stem for stem, _ in wanted), settled, strict=True))
+            statuses.update(zip((stem.stem for stem, _ in wanted), settled, strict=True))
+            await check.finish(statuses)
     return [statuses[stem.stem] for stem in stems]
 
 
-async def _settle_stem(ctx: RunContext, stem: StemRow, intact: bool, relpath: Path) -> str:
-    if intact:
-        return StemStatus.DOWNLOADED
-    return await _fetch_stem(ctx, stem, relpath, ctx.options.data_dir / relpath)
+async def _settle_stem(ctx: RunContext, stem: StemRow, intact: bool, relpath: Path, check: StemCheck) -> str:
+    try:
+        if intact:
+            return StemStatus.DOWNLOADED
+        return await _fetch_stem(ctx, stem, relpath, ctx.options.data_dir / relpath, check)
+    finally:
+        check.withdraw(stem.stem)
 
 
 def _open_lock_file(path: Path) -> int:
@@ -136,7 +150,7 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
         os.close(fd)
 
 
-async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path) -> str:
+async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path, check: StemCheck) -> str:
     part = final.with_name(final.name + ".part")
     url = stem.url
     refreshed = False
@@ -165,8 +179,9 @@ async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path
             last_error = str(error)
             continue
         try:
-            facts = await asyncio.to_thread(_place_stem, part, final)
-        except UndecodableAudio as error:
+            facts = await check.verify(stem.stem, part)
+            await asyncio.to_thread(_place_stem, part, final)
+        except (UndecodableAudio, WorkerDied) as error:
             last_error = str(error)
             part.unlink(missing_ok=True)
             continue

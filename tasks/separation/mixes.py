@@ -1,10 +1,13 @@
 """Fetch a song's original mix (free) so its stems can be compared with it.
 
-The mix lands at ``DATA_DIR/mixes/{audio_id}.mp3`` only after it was streamed to a
-temp file under a byte cap, decoded end to end, fsynced and renamed, like a stem. A mix
-already on disk is reused. Where it comes from, in order: the ``originUrl`` a separation
-record reported, the track's ``audioUrl`` from the manifest or the generation record, and
-as a last resort a (free, rate-limited) music-generation record-info call.
+The mix lands at ``DATA_DIR/mixes/{audio_id}.mp3`` after it was streamed to a temp file
+under a byte cap, checked to open as audio (its header: an HTML error page is refused and the
+next URL tried), and renamed. It is decoded only once, by the analysis pass that measures it
+(``tasks.analysis``): that pass is its verification, and a mix that does not decode is removed
+there (free to fetch again). A mix already on disk is reused. Where it comes from,
+in order: the ``originUrl`` a separation record reported, the track's ``audioUrl`` from the
+manifest or the generation record, and as a last resort a (free, rate-limited)
+music-generation record-info call.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from stemcat.catalog.atomic_files import move_into_place, temp_path_for
 from stemcat.client import SunoClient, SunoError
-from stemcat.tasks.audio import UndecodableAudio, probe
+from stemcat.tasks.analysis.decode import UndecodableAudio, check_opens
 from stemcat.tasks.paths import check_id
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ async def _download(client: SunoClient, url: str, final: Path, max_bytes: int) -
     part = temp_path_for(final)
     try:
         await client.download(url, part, max_bytes=max_bytes, fsync=False)
-        await asyncio.to_thread(probe, part)
+        await asyncio.to_thread(check_opens, part)  # a header check; the one decode is the analysis pass
         await asyncio.to_thread(move_into_place, part, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from stemcat.catalog import JobStatus, Ledger
-from stemcat.client import CallbackPayload, SeparationRecord, SunoError, SuccessFlag
+from stemcat.client import STEMS_BY_TYPE, CallbackPayload, SeparationRecord, SunoError, SuccessFlag
 from stemcat.client.ratelimit import polling
 from stemcat.tasks.context import RunContext, RunOptions
 from stemcat.tasks.separation.poll_timing import HISTORY, PROBE_INITIAL_S, LatencyEstimator, next_poll_delay
@@ -38,14 +38,20 @@ def _expiry(record: SeparationRecord) -> float:
 async def store_record(ctx: RunContext, job_id: str, record: SeparationRecord) -> str | None:
     """Write a terminal record-info answer to the ledger; returns the new status or None if pending."""
     flag = record.success_flag
-    if record.stem_urls and flag.has_results:
+    if flag.has_results and (record.stem_urls or flag is SuccessFlag.SUCCESS):
         expires = _expiry(record)
-        await ctx.writes.write(
+        status = await ctx.writes.write(
             Ledger.mark_succeeded, job_id, success_flag=str(flag),
             completed_at=record.complete_time.timestamp() if record.complete_time else None,
             origin_url=record.origin_url,
             stems=[(str(stem), url, expires) for stem, url in record.stem_urls.items()],
+            documented_stems=STEMS_BY_TYPE,
         )
+        if status == JobStatus.INCOMPLETE:  # finished without every documented stem: a later run re-reads it
+            job = await ctx.writes.read(Ledger.get_job, job_id)
+            log.warning("job %s finished without stems %s (recorded incomplete; a later run re-reads it for free)",
+                        job_id, ", ".join(job.missing) if job else "?")
+            return JobStatus.INCOMPLETE
         return JobStatus.SUCCEEDED
     if flag.is_terminal:
         await ctx.writes.write(
@@ -73,12 +79,14 @@ async def store_callback(ctx: RunContext, job_id: str, remote_task_id: str, payl
     now = time.time()
     if callback.is_success and callback.stem_urls:
         expires = now + URL_RETENTION.total_seconds()
-        await ctx.writes.write(
+        status = await ctx.writes.write(
             Ledger.mark_succeeded, job_id, success_flag=str(SuccessFlag.SUCCESS), completed_at=now,
             origin_url=callback.origin_url,
             stems=[(str(stem), url, expires) for stem, url in callback.stem_urls.items()],
+            documented_stems=STEMS_BY_TYPE,
         )
-        return JobStatus.SUCCEEDED
+        # A callback lacking documented stems settles nothing: record-info has the last word.
+        return None if status == JobStatus.INCOMPLETE else JobStatus.SUCCEEDED
     if not callback.is_success:
         await ctx.writes.write(Ledger.mark_failed, job_id, success_flag=None, error_code=callback.code,
                                error=callback.msg or f"callback code {callback.code}")
@@ -240,7 +248,7 @@ async def await_one(ctx: RunContext, job_id: str, *, first_poll_now: bool, remot
             except SunoError as error:
                 abort_if_run_fatal(error)
                 log.warning("polling job %s failed: %s (it stays submitted)", job_id, error)
-                ctx.counts["poll_errors"] += 1
+                ctx.counts["poll_error"] += 1
                 return "poll_error"
             status = await store_record(ctx, job_id, record)
             if status is not None:

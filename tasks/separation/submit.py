@@ -20,6 +20,7 @@ from stemcat.client import (
     InsufficientCredits,
     SeparationType,
     SubmitOutcomeUnknown,
+    SubmitReceipt,
     SunoError,
 )
 from stemcat.services.callbacks import callback_url
@@ -72,8 +73,9 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> tuple[str, str | None] 
         task_id=item.task_id, audio_id=item.audio_id, type=SeparationType(item.separation_type),
         callback_url=callback_url(ctx.callback_base, ctx.secret, job_id),
     )
+    receipt = SubmitReceipt()
     try:
-        remote_task_id = await ctx.client.submit(request, before_send=claim_intent)
+        remote_task_id = await ctx.client.submit(request, before_send=claim_intent, receipt=receipt)
     except ClaimedElsewhere:  # another run claimed it first: it pays, we wait for its taskId
         ctx.budget.release(credits)
         ctx.counts["claimed_elsewhere"] += 1
@@ -87,7 +89,7 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> tuple[str, str | None] 
                 ctx.counts["not_submitted"] += 1
                 return None
             raise
-        await _settle_failed_submit(ctx, claimed[0], credits, error)
+        await _settle_failed_submit(ctx, claimed[0], credits, error, receipt)
         return None
     await ctx.writes.write(Ledger.mark_submitted, job_id, remote_task_id)
     ctx.counts["submitted"] += 1
@@ -95,7 +97,9 @@ async def submit_one(ctx: RunContext, item: WorkItem) -> tuple[str, str | None] 
     return job_id, remote_task_id
 
 
-async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: BaseException) -> None:
+async def _settle_failed_submit(
+    ctx: RunContext, job: Job, credits: int, error: BaseException, receipt: SubmitReceipt
+) -> None:
     """Record why a claimed submit did not return a taskId."""
     if isinstance(error, SubmitOutcomeUnknown):
         await ctx.writes.write(Ledger.mark_unknown, job.job_id, str(error))
@@ -112,6 +116,13 @@ async def _settle_failed_submit(ctx: RunContext, job: Job, credits: int, error: 
         abort_if_run_fatal(error)
         ctx.counts["not_submitted"] += 1
         return
+    if receipt.not_executed:  # stopped while waiting to re-send a refused submit (e.g. out a Retry-After)
+        refusal = receipt.refusal
+        await ctx.writes.write(Ledger.mark_not_submitted, job.job_id, refusal.code if refusal else None,
+                               f"stopped before it was sent again ({refusal or 'never sent'})")
+        ctx.budget.release(credits)
+        ctx.counts["not_submitted"] += 1
+        raise error
     # Anything unforeseen after the intent (a bug, a cancellation): we cannot know
     # whether the POST left, so it is unknown, never silently retried.
     await ctx.writes.write(Ledger.mark_unknown, job.job_id, f"interrupted: {error!r}")

@@ -81,6 +81,24 @@ class ChunkStream(httpx.AsyncByteStream):
             raise self._fail_with
 
 
+PUBLIC_ADDRESS = "93.184.216.34"
+
+
+class FakeResolver:
+    """Name → addresses without DNS; any other name resolves to one public address."""
+
+    def __init__(self, names: dict[str, list[str]] | None = None) -> None:
+        self.names = names or {}
+        self.looked_up: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.looked_up.append(host)
+        addresses = self.names.get(host, [PUBLIC_ADDRESS])
+        if not addresses:
+            raise OSError(f"cannot resolve {host}")
+        return addresses
+
+
 class SleepLog:
     """Records requested sleeps instead of sleeping."""
 
@@ -119,7 +137,7 @@ def make_client(sleep_log: SleepLog) -> Callable[..., SunoClient]:
             limiter=limiter if limiter is not None else NoLimiter(),
             transport=api.transport,
             sleep=sleep_log,
-            **options,
+            **{"resolver": FakeResolver(), **options},
         )
 
     return build

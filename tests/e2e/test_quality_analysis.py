@@ -13,10 +13,10 @@ from stemcat.catalog import Ledger, open_catalog
 from stemcat.catalog.reports import failures_report, track_quality_report
 from stemcat.client import SunoClient
 from stemcat.sim import SimConfig, SimServer, make_tracks_manifest
-from stemcat.tasks.analyze import analyze_batch
 from stemcat.services.callbacks import CallbackHub
+from stemcat.tasks.analysis.steps import analyze_batch
 from stemcat.tasks.context import RunContext, RunOptions
-from stemcat.tasks.quality import DEFAULT_MIN_SNR_DB
+from stemcat.tasks.analysis.metrics import DEFAULT_MIN_SNR_DB
 
 from .conftest import run_flow
 
@@ -165,3 +165,31 @@ def test_a_run_without_analysis_downloads_only_stems_and_analyze_catches_up(
     assert later["jobs"] == 3 and later["outcomes"] == {"analysed": 3}, later
     with Ledger(data_dir / "ledger.sqlite") as ledger:
         assert ledger.jobs_to_analyze(include_analyzed=False) == []
+
+
+def test_a_run_measures_each_job_in_the_pass_that_verifies_its_downloads(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decode once: the download's verification pass stores the analysis, the batch step finds nothing left."""
+    import stemcat.flows.separate as separate
+
+    left_for_the_batch_step: list[str] = []
+    real = separate.analyze_batch
+
+    async def counting(ctx: RunContext, job_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        left_for_the_batch_step.extend(job_ids)
+        return await real(ctx, job_ids, *args, **kwargs)
+
+    monkeypatch.setattr(separate, "analyze_batch", counting)
+    manifest = make_tracks_manifest(sim, 4, tmp_path / "m.csv", types=("split_stem", "separate_vocal"))
+    summary = run_flow(manifest, tmp_path / "data", sim.base_url)
+    assert summary["exit_code"] == 0, summary
+    assert left_for_the_batch_step == []
+    assert summary["counts"]["stems_analysed"] > 0
+    ledger = Ledger(tmp_path / "data" / "ledger.sqlite")
+    try:
+        jobs = [ledger.get_job(job_id) for job_id in ledger.jobs_to_analyze(include_analyzed=True)]
+        assert len(jobs) == 4 and all(job is not None and job.analyzed_at is not None for job in jobs)
+        assert all(job is not None and job.reconstruction_snr_db is not None for job in jobs)
+    finally:
+        ledger.close()

@@ -13,10 +13,10 @@ import soundfile as sf
 
 from stemcat.catalog import Ledger, TrackRow
 from stemcat.client import NoLimiter, SunoClient
-from stemcat.tasks.analyze import AnalysisOutcome, Analyzer
+from stemcat.tasks.analysis.analyzer import AnalysisOutcome, Analyzer
 from stemcat.tasks.separation.mixes import candidate_urls, mix_relpath
 from stemcat.tasks.paths import UnsafePathPart
-from stemcat.tasks.quality import QualityThresholds
+from stemcat.tasks.analysis.metrics import QualityThresholds
 
 RATE = 16_000
 ORIGIN = "https://cdn.test/origin/a1.mp3"

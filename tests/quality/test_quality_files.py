@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stemcat.tasks.quality import measure_stem
-from stemcat.tasks.quality_files import UnreadableAudio, measure_files
+from stemcat.tasks.analysis.meters import measure_stem
+from stemcat.tasks.analysis.decode import UndecodableAudio, measure_files
 
 RATE = 16_000
 
@@ -81,7 +81,7 @@ def test_mp3_coding_limits_snr_and_a_missing_stem_is_flagged(tmp_path: Path) -> 
 def test_a_file_that_is_not_audio_is_reported(tmp_path: Path, song: dict[str, Path]) -> None:
     junk = tmp_path / "junk.mp3"
     junk.write_bytes(b"<html>expired</html>")
-    with pytest.raises(UnreadableAudio, match="junk.mp3"):
+    with pytest.raises(UndecodableAudio, match="junk.mp3"):
         measure_files({"vocals": junk}, song["mix"])
 
 

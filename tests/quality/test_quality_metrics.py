@@ -8,18 +8,14 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from stemcat.tasks.quality import (
+from stemcat.tasks.analysis.loudness import integrated_loudness, k_weighting
+from stemcat.tasks.analysis.meters import JobMeter, ReconstructionMeter, measure_stem, snr_problem
+from stemcat.tasks.analysis.metrics import (
     DBFS_FLOOR,
     LUFS_FLOOR,
     SNR_CEILING_DB,
-    AudioFormat,
-    JobMeter,
     QualityThresholds,
-    ReconstructionMeter,
-    integrated_loudness,
-    k_weighting,
-    measure_stem,
-    snr_problem,
+    StreamShape,
 )
 
 RATE = 48_000
@@ -138,8 +134,8 @@ def test_thresholds_reject_nonsense(kwargs: dict[str, float]) -> None:
 
 def _job(stems: dict[str, np.ndarray], mix: np.ndarray | None, block: int = 7_000) -> JobMeter:
     meter = JobMeter(
-        {name: AudioFormat(RATE, signal.shape[1]) for name, signal in stems.items()},
-        None if mix is None else AudioFormat(RATE, mix.shape[1]),
+        {name: StreamShape(RATE, signal.shape[1]) for name, signal in stems.items()},
+        None if mix is None else StreamShape(RATE, mix.shape[1]),
     )
     longest = max([s.shape[0] for s in stems.values()] + [0 if mix is None else mix.shape[0]])
     for start in range(0, longest, block):
@@ -197,9 +193,9 @@ def test_mono_stems_add_into_a_stereo_mix() -> None:
 
 
 def test_snr_needs_a_mix_with_the_same_rate() -> None:
-    assert snr_problem({"vocals": AudioFormat(RATE, 2)}, None) == "no mix to compare with"
-    assert "sample rates differ" in str(snr_problem({"vocals": AudioFormat(RATE, 2)}, AudioFormat(44_100, 2)))
-    assert "channel counts differ" in str(snr_problem({"vocals": AudioFormat(RATE, 2)}, AudioFormat(RATE, 6)))
+    assert snr_problem({"vocals": StreamShape(RATE, 2)}, None) == "no mix to compare with"
+    assert "sample rates differ" in str(snr_problem({"vocals": StreamShape(RATE, 2)}, StreamShape(44_100, 2)))
+    assert "channel counts differ" in str(snr_problem({"vocals": StreamShape(RATE, 2)}, StreamShape(RATE, 6)))
     no_mix = _job(_stems(7), None).result()
     assert no_mix.reconstruction_snr_db is None and no_mix.low_snr(12.0) is None
     assert no_mix.duration_diff_s("vocals") is None

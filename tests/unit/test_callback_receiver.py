@@ -47,3 +47,21 @@ async def test_on_the_runs_loop_a_callback_is_stored_and_wakes_its_waiter(tmp_pa
         await writes.drain()
         writes.close()
         ledger.close()
+
+
+async def test_the_receiver_refuses_an_oversized_body_and_stores_nothing(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    writes = LedgerWriter.open(ledger.path)
+    secret = b"s" * 32
+    huge = {"code": 200, "msg": "ok", "data": {"task_id": "remote-1", "pad": "x" * (1024 * 1024)}}
+    try:
+        async with CallbackReceiver(ledger, secret, writer=writes) as receiver:
+            receiver.hub.bind(asyncio.get_running_loop())
+            async with httpx.AsyncClient() as http:
+                refused = await http.post(callback_url(receiver.base_url, secret, "job-1"), json=huge)
+        assert refused.status_code == 413
+        assert ledger.callbacks_for_token("job-1") == []
+    finally:
+        await writes.drain()
+        writes.close()
+        ledger.close()

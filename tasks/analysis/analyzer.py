@@ -1,29 +1,24 @@
-"""Analyse downloaded stems: levels, loudness, silence, and how well they add back up to the mix.
+"""Analyse downloaded jobs: levels, loudness, silence, and how well stems add back up to the mix.
 
-Per song, the mix is fetched once (free, see ``tasks.mixes``); then each of its separations is
-measured in one streaming pass over its stems and the mix (``tasks.quality_files``) in a worker
-thread, and stored in one ledger transaction. Never pays for anything and never downloads a stem.
+Per song, the mix is fetched once (free, see ``tasks.separation.mixes``); then each of its separations is
+measured in one streaming pass over its stems and the mix (``decode``) in a worker
+process (``pool``), and stored in one ledger transaction. Never pays for anything and never downloads a stem.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import weakref
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NONE
-
 from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow, StemStatus
 from stemcat.client import SunoClient
-from stemcat.tasks.context import RunContext
+from stemcat.tasks.analysis.decode import JobRequest, decode_job
+from stemcat.tasks.analysis.metrics import JobMetrics, QualityThresholds
+from stemcat.tasks.analysis.pool import AnalysisPool, WorkerDied, shared_pool
 from stemcat.tasks.separation.mixes import candidate_urls, ensure_mix
-from stemcat.tasks.quality import JobMetrics, QualityThresholds
-from stemcat.tasks.quality_files import UnreadableAudio, measure_files
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +50,7 @@ class Analyzer:
         thresholds: QualityThresholds | None = None,
         max_download_bytes: int = DEFAULT_MAX_MIX_BYTES,
         counts: Counter[str] | None = None,
+        pool: AnalysisPool | None = None,
     ) -> None:
         self.ledger = ledger
         self.data_dir = Path(data_dir)
@@ -62,6 +58,7 @@ class Analyzer:
         self.thresholds = thresholds or QualityThresholds()
         self.max_download_bytes = max_download_bytes
         self.counts: Counter[str] = counts if counts is not None else Counter()
+        self.pool = pool if pool is not None else shared_pool()
 
     async def analyse(self, job_ids: list[str]) -> dict[str, AnalysisOutcome]:
         """Analyse the given jobs, songs concurrently, each song's mix fetched once."""
@@ -94,32 +91,29 @@ class Analyzer:
         on_disk = {stem.stem: path for stem in stems if (path := _file_on_disk(self.data_dir, stem)) is not None}
         if not on_disk:
             return AnalysisOutcome.SKIPPED
-        async with _cpu_slots():
-            try:
-                metrics = await asyncio.to_thread(measure_files, on_disk, mix_path, self.thresholds)
-            except UnreadableAudio as error:
-                if mix_path is None or error.path != mix_path:
-                    return await self._record_failure(job, str(error))
-                # A damaged mix is dropped (it is free to fetch again) and the stems measured alone.
-                mix_path.unlink(missing_ok=True)
-                mix_path, mix_problem = None, f"mix unreadable, removed: {error}"
-                metrics = await asyncio.to_thread(measure_files, on_disk, None, self.thresholds)
+        # One pass decodes every stem and the mix once, in a worker process: it verifies them and measures them.
+        try:
+            result = await self.pool.run(decode_job, JobRequest(on_disk, mix_path, self.thresholds))
+        except WorkerDied as error:
+            return await self._record_failure(job, str(error))
+        failed = [check for name, check in result.stems.items() if check.facts is None]
+        if failed:
+            return await self._record_failure(job, "; ".join(f"{c.path.name}: {c.problem}" for c in failed))
+        metrics = result.metrics
+        if metrics is None:  # cannot happen: thresholds were given
+            raise RuntimeError("a measuring pass returned no metrics")
+        if mix_path is not None and result.mix is not None and result.mix.facts is None:
+            # A damaged mix is dropped (it is free to fetch again); the stems were measured in the same pass.
+            mix_path.unlink(missing_ok=True)
+            mix_path, mix_problem = None, f"mix unreadable, removed: {result.mix.path.name}: {result.mix.problem}"
         problem = mix_problem or metrics.snr_problem
         complete = len(on_disk) == len(stems)
         if not complete:
             problem = "not every stem is on disk: " + ", ".join(sorted({s.stem for s in stems} - set(on_disk)))
-        job_row = _job_quality(self.data_dir, metrics, mix_path, problem, self.thresholds, complete=complete)
-        stem_rows = [_stem_quality(name, metrics) for name in on_disk]
+        job_row, stem_rows = analysis_rows(self.data_dir, metrics, mix_path, problem, self.thresholds,
+                                           complete=complete)
         await asyncio.to_thread(self.ledger.record_analysis, job.job_id, job_row, stem_rows)
-        self.counts["stems_analysed"] += len(stem_rows)
-        self.counts["silent_stems"] += sum(bool(row.silent) for row in stem_rows)
-        if job_row.low_snr:
-            self.counts["low_snr"] += 1
-            return AnalysisOutcome.LOW_SNR
-        if job_row.reconstruction_snr_db is None:
-            self.counts["analysis_incomplete"] += 1
-            return AnalysisOutcome.NO_MIX
-        return AnalysisOutcome.ANALYSED
+        return count_analysis(self.counts, job_row, stem_rows)
 
     async def _record_failure(self, job: Job, reason: str) -> AnalysisOutcome:
         log.warning("analysis of job %s failed: %s", job.job_id, reason)
@@ -141,6 +135,33 @@ def _file_on_disk(data_dir: Path, stem: StemRow) -> Path | None:
         return None
     path = data_dir / stem.path
     return path if path.is_file() else None
+
+
+def analysis_rows(
+    data_dir: Path,
+    metrics: JobMetrics,
+    mix_path: Path | None,
+    problem: str | None,
+    thresholds: QualityThresholds,
+    *,
+    complete: bool,
+) -> tuple[JobQualityRow, list[StemQualityRow]]:
+    """The ledger rows of one measured job (``complete``: every stem of the job was measured)."""
+    job_row = _job_quality(data_dir, metrics, mix_path, problem, thresholds, complete=complete)
+    return job_row, [_stem_quality(name, metrics) for name in metrics.stems]
+
+
+def count_analysis(counts: Counter[str], job_row: JobQualityRow, stem_rows: list[StemQualityRow]) -> AnalysisOutcome:
+    """Count a stored analysis in the run's counters and say what it came to."""
+    counts["stems_analysed"] += len(stem_rows)
+    counts["silent_stems"] += sum(bool(row.silent) for row in stem_rows)
+    if job_row.low_snr:
+        counts["low_snr"] += 1
+        return AnalysisOutcome.LOW_SNR
+    if job_row.reconstruction_snr_db is None:
+        counts["analysis_incomplete"] += 1
+        return AnalysisOutcome.NO_MIX
+    return AnalysisOutcome.ANALYSED
 
 
 def _job_quality(
@@ -173,40 +194,3 @@ def _stem_quality(name: str, metrics: JobMetrics) -> StemQualityRow:
         silent=stem.silent,
         duration_diff_s=metrics.duration_diff_s(name),
     )
-
-
-# Decoding and filtering are CPU-bound: at most one analysis per core runs at a time in a process,
-# however many batches are in flight (the loop's default executor has more threads than cores).
-_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-
-
-def _cpu_slots() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    slots = _SLOTS.get(loop)
-    if slots is None:
-        slots = _SLOTS[loop] = asyncio.Semaphore(max(1, os.cpu_count() or 1))
-    return slots
-
-
-@task(name="analyze-jobs", cache_policy=NONE, retries=0)
-async def analyze_jobs(analyzer: Analyzer, job_ids: list[str]) -> dict[str, str]:
-    """Measure the downloaded stems of these jobs against their mixes and store the results."""
-    outcomes = await analyzer.analyse(job_ids)
-    return {job_id: outcome.value for job_id, outcome in outcomes.items()}
-
-
-@task(name="analyze-batch", cache_policy=NONE, retries=0)
-async def analyze_batch(
-    ctx: RunContext, job_ids: list[str], thresholds: QualityThresholds | None = None
-) -> dict[str, str]:
-    """Analyse a batch's freshly downloaded jobs inside a separation run (same ledger, client and counters)."""
-    analyzer = Analyzer(
-        ledger=ctx.ledger,
-        data_dir=ctx.options.data_dir,
-        client=ctx.client,
-        thresholds=thresholds or QualityThresholds(),
-        max_download_bytes=ctx.options.max_download_bytes,
-        counts=ctx.counts,
-    )
-    outcomes = await analyzer.analyse(job_ids)
-    return {job_id: outcome.value for job_id, outcome in outcomes.items()}
