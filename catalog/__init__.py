@@ -13,6 +13,12 @@ Layout under DATA_DIR
     several ``stemcat run`` processes on one host at once (and for threads: one connection per
     ``Ledger`` behind a lock). It is the only hot, transactional store.
 
+    Runs on several hosts share one ledger on a PostgreSQL server instead (``STEMCAT_LEDGER_URL``
+    / ``--ledger-url postgresql://…``, ``catalog.ledger.postgres_backend``): the same tables and
+    guarantees, the write transactions serialised by one advisory lock, liveness of a run judged
+    by its lease on the database's clock. The Parquet snapshots and DuckDB views below stay per
+    data directory.
+
 ``catalog/{table}.parquet``
     A snapshot of each public table, streamed from one consistent SQLite read in record batches
     with the explicit pyarrow schema declared once in ``catalog.schema`` (one description per

@@ -21,6 +21,7 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger
+from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.outcome import finish
 from stemcat.client import SunoClient
@@ -93,7 +94,7 @@ async def analyze_catalog(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     summary = AnalysisSummary(data_dir=str(directory), silent_threshold_dbfs=silent_threshold_dbfs,
                               min_snr_db=min_snr_db, reanalyze=reanalyze)
-    ledger = Ledger.open(directory, ledger_url)
+    ledger = Ledger.open(directory, chosen_ledger_url(ledger_url, None))  # the edges filled it from the environment
     pool = AnalysisPool(analysis_workers)  # decoding and meters: one worker process per core by default
     try:
         job_ids = await asyncio.to_thread(ledger.jobs_to_analyze, include_analyzed=reanalyze)

@@ -23,6 +23,7 @@ from stemcat.catalog.paths import ledger_path
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.outcome import summary_of
 from stemcat.flows.separate import separate_manifest
+from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.tasks.context import RunAborted, RunOptions
 from stemcat.tasks.manifest import ManifestError, iter_manifest
 from stemcat.tasks.separation.planning import classify
@@ -74,13 +75,15 @@ async def _keys_with_work(ledger: Ledger, manifest: Path, default_type: str, pol
 
 
 @task(name="inbox-work-left", cache_policy=NONE, retries=0)
-async def work_left(manifest: Path, data_dir: Path, default_type: str, policy: ResubmitPolicy) -> int:
+async def work_left(manifest: Path, data_dir: Path, default_type: str, policy: ResubmitPolicy,
+                    ledger_url: str | None = None) -> int:
     """Keys of `manifest` with work left, read from the ledger only (no API request); -1: unknown, run it."""
     if policy.force:
         return -1
-    if not ledger_path(data_dir).exists():
+    ledger_url = chosen_ledger_url(ledger_url, None)  # the edges filled it from the environment
+    if ledger_url is None and not ledger_path(data_dir).exists():
         return -1
-    ledger = Ledger(ledger_path(data_dir))
+    ledger = Ledger.open(data_dir, ledger_url)
     try:
         return await _keys_with_work(ledger, manifest, default_type, policy)
     finally:
@@ -126,6 +129,7 @@ async def separate_inbox(
     rate_store: str | None = None,
     poll_share: float | None = None,
     analyze: bool | None = None,
+    ledger_url: str | None = None,
 ) -> Any:
     """Separate every manifest of `inbox` (a folder, a glob, or one file) that has work left.
 
@@ -143,7 +147,7 @@ async def separate_inbox(
         row: dict[str, Any] = {"manifest": str(manifest)}
         rows.append(row)
         try:
-            left = await work_left(manifest, resolved_data_dir, default_type, policy)
+            left = await work_left(manifest, resolved_data_dir, default_type, policy, ledger_url)
         except ManifestError as error:
             row.update(outcome="failed", exit_code=2, error=str(error))
             continue

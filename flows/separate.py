@@ -35,13 +35,14 @@ from prefect.utilities.annotations import quote
 from pydantic import ValidationError
 
 from stemcat.catalog import JobStatus, Ledger, LedgerWriter, RejectRow
+from stemcat.catalog.ledger.urls import chosen_ledger_url
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.outcome import finish, summary_of
 from stemcat.flows.preflight import PreflightError, check_run_inputs
 from stemcat.flows.summary import RunSummary
 from stemcat.client import SunoClient, SunoError, TransportFailure
 from stemcat.services.callbacks import CallbackHub, CallbackReceiver, load_secret
-from stemcat.tasks.context import RunAborted, RunContext, RunLock, RunOptions, WorkItem
+from stemcat.tasks.context import RunAborted, RunContext, RunLease, RunLock, RunOptions, WorkItem
 from stemcat.tasks.analysis.steps import analyze_batch
 from stemcat.tasks.limits import make_limiter
 from stemcat.tasks.manifest import ManifestError, iter_manifest
@@ -260,7 +261,7 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
     secret = load_secret(options.data_dir)
     limiter = make_limiter(options)
     try:
-        with RunLock(options.data_dir, run_id):
+        with RunLock(options.data_dir, run_id), RunLease(ledger, run_id):
             async with SunoClient(base_url=options.base_url, limiter=limiter,
                                   max_download_connections=options.download_concurrency) as client, \
                     AsyncExitStack() as receiving:
@@ -359,7 +360,7 @@ async def separate_manifest(
                 download_concurrency=download_concurrency, batch_size=batch_size, poll_initial_s=poll_initial_s,
                 poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_mb=max_download_mb,
                 callback_url=callback_url, rate_store=rate_store, poll_share=poll_share, analyze=analyze,
-                ledger_url=ledger_url, analysis_workers=analysis_workers,
+                ledger_url=chosen_ledger_url(ledger_url, None), analysis_workers=analysis_workers,
             )
         except ValidationError as error:
             first = error.errors()[0]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger, LedgerWriter
+from stemcat.catalog.ledger.runs import DEFAULT_RUN_LEASE_S
 from stemcat.client import SunoClient
 from stemcat.client.endpoints import DEFAULT_BASE_URL
 from stemcat.client.ratelimit.defaults import DEFAULT_POLL_SHARE, DEFAULT_RATE_LIMIT, DEFAULT_WINDOW_S
@@ -26,6 +29,7 @@ from stemcat.tasks.separation.actions import ResubmitPolicy
 from stemcat.tasks.separation.window import JobWindow
 
 
+log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 
 
@@ -167,8 +171,42 @@ def run_lock_path(data_dir: Path, run_id: str) -> Path:
     return data_dir / "locks" / f"run-{run_id}.lock"
 
 
-def run_is_alive(data_dir: Path, run_id: str) -> bool:
-    """True if the run holding `run_id`'s lock is still running on this host."""
+class RunLease:
+    """Renews the run's lease in the ledger while the run lives (a thread), so that any host can
+    tell a live run from a crashed one (`run_is_alive` on a PostgreSQL ledger)."""
+
+    def __init__(self, ledger: Ledger, run_id: str, lease_s: float = DEFAULT_RUN_LEASE_S) -> None:
+        self.ledger, self.run_id, self.lease_s = ledger, run_id, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"run-lease-{run_id}", daemon=True)
+
+    def __enter__(self) -> RunLease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        # start_run takes the first lease; renewing a quarter of the way through survives three misses.
+        while not self._stop.wait(self.lease_s / 4):
+            try:
+                self.ledger.renew_lease(self.run_id, self.lease_s)
+            except Exception as error:  # the run goes on; a lapsed lease only makes others wait less
+                log.warning("renewing the lease of run %s failed: %s", self.run_id, error)
+
+
+def run_is_alive(data_dir: Path, run_id: str, ledger: Ledger | None = None) -> bool:
+    """True if run `run_id` is still running.
+
+    On a PostgreSQL ledger (several hosts) the run's lease in the ledger decides, on the
+    database's clock. On SQLite (one host) the run's flock does: exact and immediate, as the
+    kernel drops it the moment the process dies, where a lease would keep a crashed run's
+    intents waiting until it expired.
+    """
+    if ledger is not None and ledger.backend.dialect == "postgres":
+        return ledger.run_lease_alive(run_id)
     path = run_lock_path(data_dir, run_id)
     if not path.exists():
         return False

@@ -7,6 +7,8 @@ import tempfile
 os.environ.setdefault("SUNO_API_KEY", "test-key-not-secret")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Tests choose their ledger themselves: never a developer's shared PostgreSQL ledger.
+os.environ.pop("STEMCAT_LEDGER_URL", None)
 
 # Per-key rate budgets live under XDG_STATE_HOME: tests get a throwaway one instead of
 # filling (and sharing budgets through) the user's ~/.local/state/stemcat.

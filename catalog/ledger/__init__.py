@@ -81,7 +81,7 @@ class Ledger(RunsMixin, TracksMixin, ClaimsMixin, JobStateMixin, StemsMixin, Cal
 
     def reopen(self, *, busy_timeout_s: float | None = None) -> Ledger:
         """Another ledger (its own connection) on the same database, e.g. for a group-commit writer."""
-        timeout = self._backend.busy_timeout_s if busy_timeout_s is None else busy_timeout_s  # type: ignore[attr-defined]
+        timeout = self._backend.busy_timeout_s if busy_timeout_s is None else busy_timeout_s
         return Ledger(backend=self._backend.sibling(busy_timeout_s=timeout), clock=self._clock)
 
     def __repr__(self) -> str:

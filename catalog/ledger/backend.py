@@ -71,11 +71,13 @@ class Backend(Protocol):
 
     A write transaction must make a read followed by a write inside it behave as if no other
     writer ran in between (the job life cycle reads a status and then changes it): SQLite gets
-    that from ``BEGIN IMMEDIATE``; a server database needs SERIALIZABLE or row locks.
+    that from ``BEGIN IMMEDIATE``; PostgreSQL from one advisory lock taken by every write
+    transaction (``postgres_backend`` says why not SERIALIZABLE or row locks).
     """
 
     dialect: str
     now_sql: str
+    busy_timeout_s: float
 
     def __str__(self) -> str:
         """Where the ledger lives, for messages (a file path or a URL; never a password)."""

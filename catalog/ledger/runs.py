@@ -1,4 +1,9 @@
-"""Runs: one row per ``stemcat run``, opened before any work and closed with its counts and spend."""
+"""Runs: one row per ``stemcat run``, opened before any work and closed with its counts and spend.
+
+A running run holds a lease on its row (``lease_expires_at``), renewed by the running process
+and judged on the database's clock (``Backend.now_sql``): once it has expired, the run's
+intents belong to no one and reconciliation may settle them, from any host.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,13 @@ from typing import Any
 
 from stemcat.catalog.errors import UnknownRunError
 from stemcat.catalog.jsoncols import redact_secrets, to_json_object_text
+from stemcat.catalog.ledger.backend import Connection
 from stemcat.catalog.ledger.core import LedgerCore, require_text
 from stemcat.catalog.ledger.spend import credits_committed
 from stemcat.catalog.models import RunStatus
 from stemcat.catalog.schema import RUNS
+
+DEFAULT_RUN_LEASE_S = 60.0
 
 RUN_COUNT_COLUMNS = tuple(name for name in RUNS.column_names if name.startswith("n_"))
 
@@ -24,8 +32,9 @@ class RunsMixin(LedgerCore):
         manifest: str | None,
         params: Mapping[str, Any],
         balance_before: int | None,
+        lease_s: float = DEFAULT_RUN_LEASE_S,
     ) -> None:
-        """Record a run as ``running``; values of secret-looking keys in ``params`` are redacted."""
+        """Record a run as ``running``, leased for ``lease_s``; values of secret-looking keys in ``params`` are redacted."""
         require_text(run_id, "run_id")
         params_text = to_json_object_text(redact_secrets(params), what="params")
         with self._write() as con:
@@ -40,6 +49,30 @@ class RunsMixin(LedgerCore):
             }
             if not self._backend.insert_new(con, "runs", row, unique=("run_id",)):
                 raise ValueError(f"run {run_id!r} already exists in the ledger")
+            self._extend_lease(con, run_id, lease_s)
+
+    def renew_lease(self, run_id: str, lease_s: float = DEFAULT_RUN_LEASE_S) -> bool:
+        """Extend a running run's lease to ``lease_s`` from now (database clock); False once it is not running."""
+        with self._write() as con:
+            return self._extend_lease(con, run_id, lease_s)
+
+    def run_lease_alive(self, run_id: str) -> bool:
+        """Whether ``run_id`` is running and its lease has not expired (on the database's clock)."""
+        with self._read() as con:
+            row = con.execute(
+                f"SELECT COUNT(*) FROM runs WHERE run_id = ? AND status = ? AND lease_expires_at > {self._backend.now_sql}",
+                (run_id, RunStatus.RUNNING.value),
+            ).fetchone()
+        return bool(row[0])
+
+    def _extend_lease(self, con: Connection, run_id: str, lease_s: float) -> bool:
+        if not lease_s > 0:
+            raise ValueError(f"lease_s must be positive, got {lease_s!r}")
+        cursor = con.execute(
+            f"UPDATE runs SET lease_expires_at = {self._backend.now_sql} + ? WHERE run_id = ? AND status = ?",
+            (float(lease_s), run_id, RunStatus.RUNNING.value),
+        )
+        return cursor.rowcount == 1
 
     def finish_run(
         self,

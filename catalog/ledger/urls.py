@@ -12,6 +12,14 @@ def is_postgres_url(url: str | None) -> bool:
     return bool(url) and urlsplit(str(url)).scheme in URL_SCHEMES
 
 
+def chosen_ledger_url(given: str | None, configured: str | None) -> str | None:
+    """A flow's ``ledger_url`` parameter against ``STEMCAT_LEDGER_URL``: None takes the configured
+    one, ``""`` insists on ``ledger.sqlite`` in the data directory (the demo, against the simulator)."""
+    if given is None:
+        return configured or None
+    return given or None
+
+
 def masked_url(url: str) -> str:
     """``url`` with its password (in the user part or the query) replaced by ``***``, for messages."""
     return _rebuild(url, "***")

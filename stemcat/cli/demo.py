@@ -35,6 +35,7 @@ def run_demo(console: Console, *, data_dir: Path, tracks: int) -> int:
         code = run_flow(dict(  # the default rate limit, concurrency and caps; quicker polls for short songs
             manifest=str(manifest), data_dir=str(data_dir), base_url=base_url, batch_size=6,
             poll_max_s=3.0, job_timeout_s=300.0, max_download_mb=50.0,
+            ledger_url="",  # the demo's ledger.sqlite, never a shared STEMCAT_LEDGER_URL
         ))
     con = open_catalog(data_dir)
     console.print(f"\n[bold]catalog[/bold] {data_dir / 'catalog.duckdb'}  (Parquet under {data_dir / 'catalog'})")

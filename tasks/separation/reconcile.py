@@ -11,14 +11,15 @@ from stemcat.tasks.context import RunContext, run_is_alive
 def settle(ctx: RunContext) -> Counter[str]:
     """Match orphan intents (and unknowns) to received callbacks; mark the rest `unknown`.
 
-    An intent of a run that is still alive on this host is in flight, not orphaned,
+    An intent of a run that is still alive (on this host; on any host with a PostgreSQL ledger,
+    see `run_is_alive`) is in flight, not orphaned,
     and is left alone.
     """
     counts: Counter[str] = Counter()
     for job in ctx.ledger.jobs_by_status([JobStatus.INTENT, JobStatus.UNKNOWN]):
         if job.run_id == ctx.run_id:
             continue
-        if job.status == JobStatus.INTENT and run_is_alive(ctx.options.data_dir, job.run_id):
+        if job.status == JobStatus.INTENT and run_is_alive(ctx.options.data_dir, job.run_id, ctx.ledger):
             counts["in_flight_elsewhere"] += 1
             continue
         remote = next((cb["remote_task_id"] for cb in ctx.ledger.callbacks_for_token(job.job_id)

@@ -18,6 +18,7 @@ two manifest rows rejected in r1 ("missing audio_id").
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,10 +56,10 @@ def _url(name: str) -> str:
     return f"https://file.example.test/s/{SECRET_URL_PART}/{name}.mp3"
 
 
-def build_sample(data_dir: Path) -> Sample:
-    """Write the sample ledger under ``data_dir`` and return it open."""
+def build_sample(data_dir: Path, open_ledger: Callable[..., Ledger] | None = None) -> Sample:
+    """Write the sample ledger under ``data_dir`` (or where ``open_ledger(clock=...)`` puts it) and return it open."""
     clock = ManualClock(DAY1)
-    led = Ledger(data_dir / "ledger.sqlite", clock=clock)
+    led = open_ledger(clock=clock) if open_ledger is not None else Ledger(data_dir / "ledger.sqlite", clock=clock)
     ids: dict[str, str] = {}
     real_now = time.time()
 

@@ -14,9 +14,12 @@ from stemcat.catalog import Ledger, refresh_duckdb, write_snapshots
 
 
 def claim_keys(path: str, keys: list[tuple[str, str]], seed: int, start: Barrier, results: Queue) -> None:
-    """Race the other processes to open (maybe create) the ledger, then to claim every key."""
+    """Race the other processes to open (maybe create) the ledger, then to claim every key.
+
+    ``path`` is the SQLite file or a ``postgresql://`` URL.
+    """
     start.wait(timeout=60)
-    ledger = Ledger(Path(path))
+    ledger = Ledger.open(Path(path).parent, path) if path.startswith("postgresql://") else Ledger(Path(path))
     start.wait(timeout=60)
     order = list(keys)
     random.Random(seed).shuffle(order)

@@ -43,28 +43,42 @@ class LedgerTarget:
             con.close()
             backend.close()
 
+    def records(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of one SELECT as dicts of column name to value."""
+        backend = self.backend()
+        con = backend.connect()
+        try:
+            return [dict(zip(row.keys(), row, strict=True)) for row in con.execute(sql, params).fetchall()]
+        finally:
+            con.close()
+            backend.close()
+
     @contextmanager
-    def write_lock_held_elsewhere(self) -> Iterator[None]:
-        """Another connection holds the ledger's write lock for the duration of the block."""
+    def write_lock_held_elsewhere(self) -> Iterator[Callable[[], None]]:
+        """Another connection (another process's writer) holds the ledger's write lock until the
+        block ends or it calls the ``release`` it was given."""
         if self.kind == "sqlite":
-            other = sqlite3.connect(self.location, isolation_level=None)
+            other: Any = sqlite3.connect(self.location, isolation_level=None, check_same_thread=False)
             other.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            finally:
-                other.execute("ROLLBACK")
-                other.close()
-            return
-        import psycopg
+        else:
+            import psycopg
 
-        from stemcat.catalog.ledger.postgres_backend import _LOCK_KEYS
+            from stemcat.catalog.ledger.postgres_backend import _LOCK_KEYS
 
-        with psycopg.connect(self.location, autocommit=True) as other:
+            other = psycopg.connect(self.location, autocommit=True)
             other.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_LOCK_KEYS[0]}, {_LOCK_KEYS[1]})")
-            try:
-                yield
-            finally:
+        held = [True]
+
+        def release() -> None:
+            if held[0]:
+                held[0] = False
                 other.execute("ROLLBACK")
+
+        try:
+            yield release
+        finally:
+            release()
+            other.close()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,4 +1,5 @@
-"""The ledger's behaviour: claims, the job life cycle, spend, stems, runs, tracks and callbacks."""
+"""The ledger's behaviour: claims, the job life cycle, spend, stems, runs, tracks and callbacks,
+on SQLite and on PostgreSQL (``ledger_target``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,21 +27,21 @@ from stemcat.catalog import (
     UnknownRunError,
 )
 from tests.catalog.catalog_sample import ManualClock
+from tests.catalog.conftest import LedgerTarget
 
 
 @pytest.fixture
-def led(tmp_path: Path) -> Ledger:
-    ledger = Ledger(tmp_path / "data" / "ledger.sqlite", clock=ManualClock(1_700_000_000.0))
+def led(ledger_target: LedgerTarget) -> Iterator[Ledger]:
+    ledger = ledger_target.ledger(clock=ManualClock(1_700_000_000.0))
+    ledger.target = ledger_target  # type: ignore[attr-defined] # the tests' way in from outside
     yield ledger
     ledger.close()
 
 
 def _spend_rows(led: Ledger, job_id: str) -> list[tuple[str, int]]:
-    con = sqlite3.connect(led.path)
-    try:
-        return con.execute("SELECT event, credits FROM spend WHERE job_id = ? ORDER BY spend_id", (job_id,)).fetchall()
-    finally:
-        con.close()
+    return led.target.query(  # type: ignore[attr-defined]
+        "SELECT event, credits FROM spend WHERE job_id = ? ORDER BY spend_id", (job_id,)
+    )
 
 
 def test_new_ledger_is_wal_with_full_sync_and_all_tables(tmp_path: Path) -> None:
@@ -289,10 +291,7 @@ def test_runs_record_spend_and_balance_delta(led: Ledger) -> None:
         assert job is not None
     led.finish_run("r1", status="completed", exit_code=0, balance_after=40, summary={"note": "ok"},
                    counts={"rows": 3, "n_submitted": 2, "bytes_downloaded": 99})
-    con = sqlite3.connect(led.path)
-    con.row_factory = sqlite3.Row
-    run = con.execute("SELECT * FROM runs WHERE run_id = 'r1'").fetchone()
-    con.close()
+    run = led.target.records("SELECT * FROM runs WHERE run_id = 'r1'")[0]  # type: ignore[attr-defined]
     assert (run["status"], run["credits_spent"], run["balance_delta"]) == ("completed", 10, -10)
     assert (run["n_rows"], run["n_submitted"], run["n_failed"]) == (3, 2, None)
     params = json.loads(run["params"])
@@ -309,12 +308,11 @@ def test_runs_record_spend_and_balance_delta(led: Ledger) -> None:
 def test_tracks_upsert_keeps_first_seen_and_lists_by_task(led: Ledger) -> None:
     led.upsert_tracks([TrackRow(audio_id="a1", task_id="t1", title="Old", metadata={"mood": "calm"}),
                        TrackRow(audio_id="a2", task_id="t1")])
-    con = sqlite3.connect(led.path)
-    first_seen = con.execute("SELECT first_seen_at FROM tracks WHERE audio_id = 'a1'").fetchone()[0]
+    query = led.target.query  # type: ignore[attr-defined]
+    first_seen = query("SELECT first_seen_at FROM tracks WHERE audio_id = 'a1'")[0][0]
     led.upsert_tracks([TrackRow(audio_id="a1", task_id="t1", title="New", metadata='{"mood": "dark"}')])
-    title, first_seen_again, updated, metadata = con.execute(
-        "SELECT title, first_seen_at, updated_at, metadata FROM tracks WHERE audio_id = 'a1'").fetchone()
-    con.close()
+    title, first_seen_again, updated, metadata = query(
+        "SELECT title, first_seen_at, updated_at, metadata FROM tracks WHERE audio_id = 'a1'")[0]
     assert (title, first_seen_again) == ("New", first_seen)
     assert updated > first_seen
     assert json.loads(metadata) == {"mood": "dark"}
@@ -330,9 +328,7 @@ def test_tracks_upsert_keeps_first_seen_and_lists_by_task(led: Ledger) -> None:
 def test_rejects_and_callbacks_are_kept(led: Ledger) -> None:
     led.add_rejects([RejectRow(reason="bad type", run_id="r1", manifest="m.csv", line=4, raw={"type": "x"}),
                      RejectRow(reason="unparsable", line=5, raw="not json, a raw line")])
-    con = sqlite3.connect(led.path)
-    raws = [json.loads(row[0]) for row in con.execute("SELECT raw FROM rejects ORDER BY line")]
-    con.close()
+    raws = [json.loads(row[0]) for row in led.target.query("SELECT raw FROM rejects ORDER BY line")]  # type: ignore[attr-defined]
     assert raws == [{"type": "x"}, "not json, a raw line"]
     payload = {"code": 200, "data": {"task_id": "rt"}}
     led.record_callback("tok", "rt", 200, payload)
@@ -352,18 +348,17 @@ def test_claim_validates_its_inputs(led: Ledger) -> None:
         led.claim("a1", "t1", "separate_vocal", True, "r1")  # type: ignore[arg-type]
 
 
-def test_closed_ledger_refuses_work(tmp_path: Path) -> None:
-    led = Ledger(tmp_path / "ledger.sqlite")
+def test_closed_ledger_refuses_work(ledger_target: LedgerTarget) -> None:
+    led = ledger_target.ledger()
     led.close()
     led.close()
     with pytest.raises(LedgerClosedError):
         led.claim("a1", "t1", "separate_vocal", 1, "r1")
 
 
-def test_claim_is_exactly_once_across_threads(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    shared = Ledger(path)
-    own = [Ledger(path) for _ in range(3)]
+def test_claim_is_exactly_once_across_threads(ledger_target: LedgerTarget) -> None:
+    shared = ledger_target.ledger()
+    own = [ledger_target.ledger() for _ in range(3)]
     keys = [(f"a{i}", "split_stem") for i in range(50)]
     ledgers = [shared] * 5 + own
     start = threading.Barrier(len(ledgers))

@@ -17,6 +17,7 @@ from stemcat.catalog import Ledger, open_catalog, refresh_duckdb, write_snapshot
 from stemcat.catalog.duckdb_views import connect_catalog_file
 from tests.catalog import catalog_workers
 from tests.catalog.catalog_sample import build_sample
+from tests.catalog.conftest import BACKENDS
 
 SPAWN = multiprocessing.get_context("spawn")
 EXPECTED_COUNTS = {"tracks": 5, "jobs": 6, "stems": 8, "spend": 12, "runs": 2, "callbacks": 1, "rejects": 2}
@@ -59,8 +60,13 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_claim_is_exactly_once_across_processes(tmp_path: Path) -> None:
-    path = tmp_path / "fresh" / "ledger.sqlite"  # not created yet: the processes race to create it too
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_claim_is_exactly_once_across_processes(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    # Not created yet: the processes race to create the file (or the tables) too.
+    if backend == "postgres":
+        path = request.getfixturevalue("postgres_server").create_database(empty=True)
+    else:
+        path = str(tmp_path / "fresh" / "ledger.sqlite")
     keys = [(f"a{i}", "separate_vocal" if i % 2 else "split_stem") for i in range(50)]
     workers = 4
     start = SPAWN.Barrier(workers)
@@ -79,7 +85,7 @@ def test_claim_is_exactly_once_across_processes(tmp_path: Path) -> None:
     everything = [claim for claims in claimed for claim in claims]
     assert Counter((audio_id, kind) for audio_id, kind, _ in everything) == Counter(keys)
     assert sum(1 for claims in claimed if claims) >= 2, "the race had a single winner; it proves little"
-    with Ledger(path) as led:
+    with Ledger.open(tmp_path, path) if backend == "postgres" else Ledger(Path(path)) as led:
         assert led.spend_total() == 50
         latest = led.latest_jobs(keys)
         assert {job.job_id for job in latest.values()} == {job_id for _, _, job_id in everything}

@@ -1,12 +1,14 @@
-"""Parquet snapshots: declared schema, exact values, no bearer links, atomic replacement."""
+"""Parquet snapshots: declared schema, exact values, no bearer links, atomic replacement (from either backend)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,16 +18,38 @@ from stemcat.catalog import CATALOG_TABLES, Ledger, arrow_schema, parquet_path, 
 from stemcat.catalog.schema import TABLES
 from stemcat.catalog.snapshots import rows_to_record_batch, write_parquet_atomic
 from tests.catalog.catalog_sample import DAY1, SECRET_URL_PART, build_sample
+from tests.catalog.conftest import BACKENDS, LedgerTarget
 
 
-@pytest.fixture(scope="module")
-def snapshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@dataclass
+class Published:
+    root: Path
+    open_ledger: Callable[..., Ledger]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Published:
     root = tmp_path_factory.mktemp("snap")
-    sample = build_sample(root)
+    if request.param == "postgres":
+        from stemcat.catalog.ledger.postgres_backend import PostgresBackend
+
+        url = request.getfixturevalue("postgres_server").create_database()
+
+        def open_ledger(**options: Any) -> Ledger:
+            return Ledger(backend=PostgresBackend(url), **options)
+    else:
+        def open_ledger(**options: Any) -> Ledger:
+            return Ledger(root / "ledger.sqlite", **options)
+    sample = build_sample(root, open_ledger)
     written = write_snapshots(sample.ledger, root, batch_size=3)
     sample.ledger.close()
     assert written == {"tracks": 5, "jobs": 6, "stems": 8, "spend": 12, "runs": 2, "callbacks": 1, "rejects": 2}
-    return root
+    return Published(root, open_ledger)
+
+
+@pytest.fixture
+def snapshot_dir(published: Published) -> Path:
+    return published.root
 
 
 @pytest.mark.parametrize("table", CATALOG_TABLES)
@@ -43,8 +67,8 @@ def test_every_column_is_declared_with_a_description() -> None:
             assert "\n" not in column.doc
 
 
-def test_jobs_snapshot_matches_the_ledger_exactly(snapshot_dir: Path, tmp_path: Path) -> None:
-    with Ledger(snapshot_dir / "ledger.sqlite") as led:
+def test_jobs_snapshot_matches_the_ledger_exactly(published: Published, snapshot_dir: Path) -> None:
+    with published.open_ledger() as led:
         expected = {job.job_id: job for job in led.jobs_by_status(["intent", "submitted", "succeeded", "failed",
                                                                        "unknown", "not_submitted", "downloaded",
                                                                        "expired"])}
@@ -76,8 +100,8 @@ def test_no_bearer_link_in_any_snapshot(snapshot_dir: Path) -> None:
     assert "https://file.example.test/" in payload  # the host survives, the path does not
 
 
-def test_snapshots_of_an_empty_ledger_are_typed_and_empty(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "ledger.sqlite") as led:
+def test_snapshots_of_an_empty_ledger_are_typed_and_empty(ledger_target: LedgerTarget, tmp_path: Path) -> None:
+    with ledger_target.ledger() as led:
         written = write_snapshots(led, tmp_path)
     assert written == dict.fromkeys(CATALOG_TABLES, 0)
     for table in CATALOG_TABLES:
@@ -90,13 +114,13 @@ def _failing_batches(schema: pa.Schema, good_rows: list[tuple]) -> Iterator[pa.R
     raise RuntimeError("disk full, mid-write")
 
 
-def test_failed_write_never_replaces_a_good_file(snapshot_dir: Path, tmp_path: Path) -> None:
+def test_failed_write_never_replaces_a_good_file(published: Published, snapshot_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "catalog" / "jobs.parquet"
     target.parent.mkdir()
     target.write_bytes(parquet_path(snapshot_dir, "jobs").read_bytes())
     before = target.read_bytes()
     schema = arrow_schema("jobs")
-    with Ledger(snapshot_dir / "ledger.sqlite") as led:
+    with published.open_ledger() as led:
         one_row = next(led.table_batches("jobs", batch_size=1))
     with pytest.raises(RuntimeError, match="mid-write"):
         write_parquet_atomic(target, schema, _failing_batches(schema, one_row))

@@ -1,34 +1,33 @@
-"""The group-committing ledger writer: shared transactions, durable on return, failures kept apart."""
+"""The group-committing ledger writer: shared transactions, durable on return, failures kept apart
+(on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
-from pathlib import Path
 
 import pytest
 
 from stemcat.catalog import JobStatus, Ledger, LedgerWriter, UnknownJobError
+from tests.catalog.conftest import LedgerTarget
 
 
 @pytest.fixture
-def ledger_path(tmp_path: Path) -> Path:
-    path = tmp_path / "ledger.sqlite"
-    Ledger(path).close()  # schema created by an ordinary ledger, as a run does
-    return path
+def ledger_path(ledger_target: LedgerTarget) -> LedgerTarget:
+    ledger_target.ledger().close()  # schema created by an ordinary ledger, as a run does
+    return ledger_target
 
 
-def _count(path: Path, sql: str) -> int:
-    con = sqlite3.connect(path)
-    try:
-        return int(con.execute(sql).fetchone()[0])
-    finally:
-        con.close()
+def _open_writer(target: LedgerTarget) -> LedgerWriter:
+    """A writer on its own connection, busy timeout zero (retried by the writer), as a run opens it."""
+    return LedgerWriter(target.ledger(busy_timeout_s=0.0))
 
 
-async def test_concurrent_writes_share_commits_and_are_on_disk_when_awaited(ledger_path: Path) -> None:
-    writer = LedgerWriter.open(ledger_path)
+def _count(target: LedgerTarget, sql: str) -> int:
+    return int(target.query(sql)[0][0])
+
+
+async def test_concurrent_writes_share_commits_and_are_on_disk_when_awaited(ledger_path: LedgerTarget) -> None:
+    writer = _open_writer(ledger_path)
     try:
         jobs = await asyncio.gather(*(
             writer.write(Ledger.claim, f"audio-{i}", "task", "separate_vocal", 1, "run") for i in range(200)
@@ -43,8 +42,8 @@ async def test_concurrent_writes_share_commits_and_are_on_disk_when_awaited(ledg
         writer.close()
 
 
-async def test_a_failing_write_fails_alone_and_its_batch_mates_commit(ledger_path: Path) -> None:
-    writer = LedgerWriter.open(ledger_path)
+async def test_a_failing_write_fails_alone_and_its_batch_mates_commit(ledger_path: LedgerTarget) -> None:
+    writer = _open_writer(ledger_path)
     try:
         job = await writer.write(Ledger.claim, "audio", "task", "separate_vocal", 1, "run")
         assert job is not None
@@ -64,33 +63,28 @@ async def test_a_failing_write_fails_alone_and_its_batch_mates_commit(ledger_pat
         writer.close()
 
 
-async def test_a_busy_database_is_waited_for_without_blocking_the_loop(ledger_path: Path) -> None:
-    writer = LedgerWriter.open(ledger_path)
-    holder = sqlite3.connect(ledger_path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")  # another process's writer, mid-transaction
-    released = threading.Event()
-    try:
-        write = asyncio.ensure_future(writer.write(Ledger.claim, "audio", "task", "separate_vocal", 1, "run"))
-        ticks = 0
-        for _ in range(20):  # the loop keeps turning while the write waits for the lock
-            await asyncio.sleep(0.005)
-            ticks += 1
-        assert not write.done()
-        assert ticks == 20
-        holder.execute("COMMIT")
-        released.set()
-        job = await asyncio.wait_for(write, timeout=5)
-        assert job is not None
-        assert _count(ledger_path, "SELECT COUNT(*) FROM jobs") == 1
-    finally:
-        if not released.is_set():
-            holder.execute("ROLLBACK")
-        holder.close()
-        writer.close()
+async def test_a_busy_database_is_waited_for_without_blocking_the_loop(ledger_path: LedgerTarget) -> None:
+    writer = _open_writer(ledger_path)
+    # Another process's writer, mid-transaction.
+    with ledger_path.write_lock_held_elsewhere() as release:
+        try:
+            write = asyncio.ensure_future(writer.write(Ledger.claim, "audio", "task", "separate_vocal", 1, "run"))
+            ticks = 0
+            for _ in range(20):  # the loop keeps turning while the write waits for the lock
+                await asyncio.sleep(0.005)
+                ticks += 1
+            assert not write.done()
+            assert ticks == 20
+            release()
+            job = await asyncio.wait_for(write, timeout=5)
+            assert job is not None
+            assert _count(ledger_path, "SELECT COUNT(*) FROM jobs") == 1
+        finally:
+            writer.close()
 
 
-def test_ledger_batch_commits_together_and_a_failed_write_rolls_back_only_itself(ledger_path: Path) -> None:
-    ledger = Ledger(ledger_path)
+def test_ledger_batch_commits_together_and_a_failed_write_rolls_back_only_itself(ledger_path: LedgerTarget) -> None:
+    ledger = ledger_path.ledger()
     try:
         with ledger.batch():
             job = ledger.claim("audio", "task", "separate_vocal", 1, "run")
