@@ -74,14 +74,18 @@ def test_bad_inputs_are_refused_in_one_line_before_prefect_starts(tmp_path: Path
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes through permissions")
 def test_an_unwritable_data_directory_is_named(tmp_path: Path) -> None:
     from stemcat.flows.preflight import PreflightError, check_writable_dir
 
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
+    if os.geteuid() == 0:
+        # Root writes through permission bits; /proc/1 is a directory the kernel refuses even to root.
+        locked = Path("/proc/1")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
     with pytest.raises(PreflightError, match=f"data directory {locked / 'data'} is not writable"):
         check_writable_dir(locked / "data")
+    assert not (locked / "data").exists()
 
 
 def test_version() -> None:
