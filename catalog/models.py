@@ -83,6 +83,7 @@ class Job:
     origin_url: str | None
     reconstruction_snr_db: float | None = None
     mix_path: str | None = None
+    mix_sha256: str | None = None
     mix_duration_s: float | None = None
     low_snr: bool | None = None
     analyzed_at: float | None = None
@@ -156,6 +157,7 @@ class JobQualityRow:
     mix_duration_s: float | None
     low_snr: bool | None
     analysis_error: str | None = None
+    mix_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,8 +24,9 @@ ColumnKind = Literal["text", "integer", "real", "timestamp", "bool"]
 Dialect = Literal["sqlite", "postgres"]
 
 # 2: quality analysis columns; 3: runs.lease_expires_at (both added to an older ledger by ALTER TABLE);
-# 4: jobs.missing_stems and the `incomplete` job status (the status CHECK widened in place, see catalog.migrations)
-SCHEMA_VERSION = 4
+# 4: jobs.missing_stems and the `incomplete` job status (the status CHECK widened in place, see catalog.migrations);
+# 5: jobs.mix_sha256 (the export uses the downloaded mix as the mixture only when its checksum matches)
+SCHEMA_VERSION = 5
 
 # SQLite function the ledger registers on its export connections (see catalog.jsoncols.mask_urls_in_json_text).
 MASK_URLS_SQL_FUNCTION = "stemcat_mask_urls"
@@ -239,6 +240,8 @@ JOBS = Table(
         Column("analysis_error", "text", "Why the last analysis was incomplete (e.g. no mix), if it was."),
         Column("missing_stems", "text",
                "Stems the job's type documents that its finished answer did not list, comma-separated (incomplete)."),
+        # Added last: an older ledger gains it by ALTER TABLE ... ADD COLUMN, at the end.
+        Column("mix_sha256", "text", "SHA-256 of the downloaded mix, hex, taken when it was analysed."),
     ),
     constraints=("UNIQUE (audio_id, separation_type, attempt)",),
     indexes=(("status",), ("run_id",), ("remote_task_id",)),

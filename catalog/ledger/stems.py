@@ -63,7 +63,8 @@ class StemsMixin(LedgerCore):
     def record_analysis(self, job_id: str, job: JobQualityRow, stems: Iterable[StemQualityRow]) -> None:
         """Store a whole analysis (the job's row and each analysed stem) in one transaction.
 
-        ``job.mix_path`` is relative to DATA_DIR.
+        ``job.mix_path`` is relative to DATA_DIR; ``job.mix_sha256`` is that file's checksum (the export
+        uses the mix as the mixture only when the file still matches it).
         """
         with self._write() as con:
             for quality in stems:
@@ -96,11 +97,12 @@ class StemsMixin(LedgerCore):
 
     def _update_job_quality(self, con: Connection, job_id: str, quality: JobQualityRow) -> None:
         mix_path = None if quality.mix_path is None else relative_data_path(quality.mix_path)
+        mix_sha256 = None if mix_path is None else quality.mix_sha256
         low_snr = None if quality.low_snr is None else int(quality.low_snr)
         cursor = con.execute(
-            "UPDATE jobs SET reconstruction_snr_db = ?, mix_path = ?, mix_duration_s = ?, low_snr = ?,"
+            "UPDATE jobs SET reconstruction_snr_db = ?, mix_path = ?, mix_sha256 = ?, mix_duration_s = ?, low_snr = ?,"
             " analyzed_at = ?, analysis_error = ? WHERE job_id = ?",
-            (quality.reconstruction_snr_db, mix_path, quality.mix_duration_s, low_snr, self._clock(),
+            (quality.reconstruction_snr_db, mix_path, mix_sha256, quality.mix_duration_s, low_snr, self._clock(),
              quality.analysis_error, job_id),
         )
         if cursor.rowcount == 0:

@@ -54,7 +54,7 @@ def flag_silence_from_truth(sim: SimServer, data_dir: Path) -> None:
             assert job is not None
             # The job's own figures stay as the flow's analysis stored them.
             kept = JobQualityRow(reconstruction_snr_db=job.reconstruction_snr_db, mix_path=job.mix_path,
-                                 mix_duration_s=job.mix_duration_s, low_snr=job.low_snr,
+                                 mix_sha256=job.mix_sha256, mix_duration_s=job.mix_duration_s, low_snr=job.low_snr,
                                  analysis_error=job.analysis_error)
             ledger.record_analysis(job_id, kept, stems)
         publish(ledger, data_dir)
@@ -144,7 +144,9 @@ def test_rollup_other_is_the_sum_of_the_remaining_stems(export_sim, catalog_dir,
         sources = {p.stem: decoded(p) for p in (catalog_dir / "stems" / key / "split_stem").glob("*.mp3")}
         others = [s for s in sources if s not in ("vocals", "drums", "bass")]
         np.testing.assert_allclose(decoded(folder / "other.flac"), sum(sources[s] for s in others), atol=3e-4)
-        np.testing.assert_allclose(decoded(folder / "mixture.flac"), sum(sources.values()), atol=3e-4)
+        # The mixture is the downloaded mix (its checksum matched), not the stems' sum.
+        np.testing.assert_allclose(decoded(folder / "mixture.flac"), decoded(catalog_dir / "mixes" / f"{key}.mp3"),
+                                   atol=2 / 32768)
 
 
 def test_second_export_after_adding_tracks_moves_and_touches_nothing(export_sim, catalog_dir, tmp_path):
@@ -158,6 +160,12 @@ def test_second_export_after_adding_tracks_moves_and_touches_nothing(export_sim,
     linked = next(out.glob("*/*/drums.mp3"))  # only split_stem tracks have drums
     source = data_dir / "stems" / linked.parent.name / "split_stem" / "drums.mp3"
     assert linked.stat().st_ino == source.stat().st_ino  # same file system: a hard link, no copy
+    for key, track in load_state(out).tracks.items():  # type: ignore[union-attr]
+        # The analysis downloaded each song's mix: the mixture is that file, byte for byte.
+        mixture = next(f for f in track.files if f.name == "mixture")
+        mix_sha256 = hashlib.sha256((data_dir / "mixes" / f"{track.info.audio_id}.mp3").read_bytes()).hexdigest()
+        assert track.mixture_source == "mix_file" and mixture.sha256 == mix_sha256, key
+        assert hashlib.sha256((out / mixture.path).read_bytes()).hexdigest() == mix_sha256, key
 
     build_catalog(export_sim, data_dir, tmp_path / "more.csv", 6)
     second = export_dataset(**params)

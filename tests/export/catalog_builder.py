@@ -33,6 +33,7 @@ class SongSpec:
     split: str | None = None
     metadata: dict[str, str] = field(default_factory=lambda: {"genre": "pop"})
     snr_db: float | None = None
+    mix: bool = False  # a downloaded mix (the stems' sum) analysed with its checksum, at mixes/{audio_id}.mp3
 
 
 def stem_names(separation_type: str) -> list[str]:
@@ -82,7 +83,19 @@ def add_songs(data_dir: Path, songs: list[SongSpec], run_id: str = "build") -> N
                 measured.append(StemQualityRow(stem=name, peak_dbfs=-120.0 if silent else -26.0, rms_dbfs=None,
                                                lufs=None, clipped_fraction=0.0, silent=silent))
             ledger.mark_status(job.job_id, "downloaded")
-            # Stems measured, the job not against its mix: no SNR.
-            ledger.record_analysis(job.job_id, JobQualityRow(reconstruction_snr_db=None, mix_path=None,
-                                                             mix_duration_s=None, low_snr=None), measured)
+            # Stems measured, the job not against its mix (no SNR) unless the song has one.
+            ledger.record_analysis(job.job_id, _job_quality(data_dir, song), measured)
         write_snapshots(ledger, data_dir)
+
+
+def _job_quality(data_dir: Path, song: SongSpec) -> JobQualityRow:
+    if not song.mix:
+        return JobQualityRow(reconstruction_snr_db=None, mix_path=None, mix_duration_s=None, low_snr=None)
+    relative = Path("mixes") / f"{song.audio_id}.mp3"
+    path = data_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mix = sum(stem_signal(song, name) for name in stem_names(song.separation_type))
+    sf.write(path, mix, song.sample_rate, format="MP3", subtype="MPEG_LAYER_III")
+    return JobQualityRow(reconstruction_snr_db=40.0, mix_path=relative.as_posix(),
+                         mix_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), mix_duration_s=song.duration_s,
+                         low_snr=False)

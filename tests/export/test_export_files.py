@@ -178,6 +178,21 @@ def test_the_mix_file_is_used_only_when_its_checksum_matches(catalog, tmp_path):
             assert track.source_sha256["mix"] == good.sha256
 
 
+def test_a_downloaded_mix_is_the_mixture_verified_by_its_checksum(tmp_path):
+    data = tmp_path / "data"
+    add_songs(data, [SongSpec("m0", "tm", "separate_vocal", mix=True)])
+    mix = data / "mixes" / "m0.mp3"
+    digest = hashlib.sha256(mix.read_bytes()).hexdigest()
+    (candidate, _), = select(data, build_options(), {}, frozenset()).to_write
+    assert candidate.mix == MixFile(path="mixes/m0.mp3", sha256=digest)  # the ledger's mix_sha256, read back
+    out = tmp_path / "out"
+    state, _ = export(data, out, build_options())  # mp3: the mix itself, linked or copied
+    track = state.tracks["m0"]
+    mixture = next(f for f in track.files if f.name == "mixture")
+    assert track.mixture_source == "mix_file" and mixture.method != "encoded"
+    assert mixture.sha256 == digest == hashlib.sha256((out / mixture.path).read_bytes()).hexdigest()
+
+
 def test_shards_follow_the_webdataset_convention_and_match_the_layout(catalog, tmp_path):
     out = tmp_path / "out"
     state, _ = export(catalog, out, build_options(audio_format="flac", shards=True, shard_size_mb=0.05))

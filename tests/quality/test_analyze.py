@@ -119,6 +119,7 @@ async def test_mix_from_the_second_url_then_stems_measured_and_stored(
     assert not list((tmp_path / "data" / "mixes").glob(".*part"))
     job = ledger.get_job(job_id)
     assert job is not None and job.mix_path == "mixes/a1.mp3" and job.low_snr is False
+    assert job.mix_sha256 == hashlib.sha256((tmp_path / "data" / "mixes" / "a1.mp3").read_bytes()).hexdigest()
     assert job.reconstruction_snr_db is not None and job.reconstruction_snr_db > 15
     assert job.mix_duration_s == pytest.approx(2.0, abs=1e-3)
     stems = {s.stem: s for s in ledger.stems_for_job(job_id)}

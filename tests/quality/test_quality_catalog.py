@@ -115,8 +115,8 @@ def test_an_older_ledger_gains_the_quality_columns_and_keeps_its_rows(tmp_path: 
     sample.ledger.close()
     path = tmp_path / "ledger.sqlite"
     with sqlite3.connect(path) as raw:
-        # A version-1 ledger had neither the quality columns nor the later `missing_stems`.
-        for column in (*NEW_JOB_COLUMNS, "missing_stems"):
+        # A version-1 ledger had neither the quality columns nor the later `missing_stems` and `mix_sha256`.
+        for column in (*NEW_JOB_COLUMNS, "missing_stems", "mix_sha256"):
             raw.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
         raw.execute("ALTER TABLE stems DROP COLUMN duration_diff_s")
         raw.execute("PRAGMA user_version = 1")
