@@ -45,7 +45,7 @@ class Format(StrEnum):
     json = "json"
 
 
-DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory \\[env STEMCAT_DATA_DIR].")]
 from stemcat.cli.cmd_analyze import AnalysisWorkersOption  # noqa: E402 - shared with `stemcat analyze`
 
 
@@ -77,7 +77,7 @@ def run(
     separation_type: Annotated[str | None, typer.Option("--type", help="Type for rows without one: separate_vocal "
                                                          "(1 credit, the default) or split_stem (5 credits).")] = None,
     data_dir: DataDirOption = None,
-    base_url: Annotated[str | None, typer.Option(help="API base URL [env SUNO_BASE_URL].")] = None,
+    base_url: Annotated[str | None, typer.Option(help="API base URL \\[env SUNO_BASE_URL].")] = None,
     max_credits: Annotated[int | None, typer.Option(help="Hard cap on credits this run may commit.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and cost; charge nothing.")] = False,
     allow_partial: Annotated[bool, typer.Option(help="Spend what the balance allows, in manifest order.")] = False,
@@ -85,14 +85,14 @@ def run(
     resubmit_failed: Annotated[bool, typer.Option(help="Pay again for separations the API reported failed.")] = False,
     resubmit_expired: Annotated[bool, typer.Option(help="Pay again for stems whose URLs expired.")] = False,
     force: Annotated[bool, typer.Option(help="Pay again for everything in the manifest.")] = False,
-    rate_limit: Annotated[int | None, typer.Option(help="Requests per window [env STEMCAT_RATE_LIMIT].")] = None,
-    rate_window: Annotated[float | None, typer.Option(help="Window in seconds [env STEMCAT_RATE_WINDOW_S].")] = None,
+    rate_limit: Annotated[int | None, typer.Option(help="Requests per window \\[env STEMCAT_RATE_LIMIT].")] = None,
+    rate_window: Annotated[float | None, typer.Option(help="Window in seconds \\[env STEMCAT_RATE_WINDOW_S].")] = None,
     poll_share: Annotated[float | None, typer.Option(help="Most of the rate budget polls may take while "
-                                                      "submits wait, 0-1 [env STEMCAT_POLL_SHARE].")] = None,
+                                                      "submits wait, 0-1 \\[env STEMCAT_POLL_SHARE].")] = None,
     analyze: Annotated[bool, typer.Option(help="Measure stem quality after each batch (--no-analyze: later, "
                                                 "with `stemcat analyze`).")] = True,
     concurrency: Annotated[int | None, typer.Option(help="Jobs in flight: concurrency x batch-size, a job starting "
-                                                     "as any other ends [env STEMCAT_CONCURRENCY].")] = None,
+                                                     "as any other ends \\[env STEMCAT_CONCURRENCY].")] = None,
     download_concurrency: Annotated[int | None, typer.Option(help="Parallel stem downloads.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tracks per Prefect task run.")] = None,
     poll_initial: Annotated[float | None, typer.Option(
@@ -102,7 +102,7 @@ def run(
     max_download_mb: Annotated[float | None, typer.Option(help="Refuse stem files larger than this.")] = None,
     callback_url: Annotated[str | None, typer.Option(help="Public base URL of `stemcat callbacks serve`.")] = None,
     rate_store: Annotated[str | None, typer.Option(help="Shared rate budget for concurrent runs "
-                                                   "[env STEMCAT_RATE_STORE].")] = None,
+                                                   "\\[env STEMCAT_RATE_STORE].")] = None,
     analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
     ledger_url: LedgerUrlOption = None,

@@ -22,12 +22,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 AnalysisWorkersOption = Annotated[int | None, typer.Option(
-    "--analysis-workers", min=1, help="Processes that decode and measure audio [env STEMCAT_ANALYSIS_WORKERS] "
+    "--analysis-workers", min=1, help="Processes that decode and measure audio \\[env STEMCAT_ANALYSIS_WORKERS] "
                                       "(default: one per core).")]
 
 
 def analyze_command(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory \\[env STEMCAT_DATA_DIR].")] = None,
     silent_threshold: Annotated[float | None, typer.Option(
         "--silent-threshold", max=0.0, help="A stem whose sample peak is below this (dBFS) is flagged silent "
                                             "(default -60).")] = None,
@@ -38,7 +38,7 @@ def analyze_command(
                                             "not only new ones (e.g. after changing a threshold).")] = False,
     fetch_mixes: Annotated[bool, typer.Option("--fetch-mixes/--no-fetch-mixes", help="Download missing mixes "
                                               "(free; needs SUNO_API_KEY). Without: stems only, no SNR.")] = True,
-    base_url: Annotated[str | None, typer.Option(help="API base URL [env SUNO_BASE_URL].")] = None,
+    base_url: Annotated[str | None, typer.Option(help="API base URL \\[env SUNO_BASE_URL].")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Jobs per Prefect task run.")] = 50,
     analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,

@@ -25,7 +25,7 @@ class ExportFormat(StrEnum):
 
 def export_command(
     out: Annotated[Path, typer.Argument(help="Directory of the dataset (created, or extended when it exists).")],
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory \\[env STEMCAT_DATA_DIR].")] = None,
     types: Annotated[list[str] | None, typer.Option("--type", help="Separation type to include "
                                                     "(repeatable): separate_vocal, split_stem. Default: both.")] = None,
     stems: Annotated[list[str] | None, typer.Option("--stem", help="Stem to write (repeatable; with --rollup4: "

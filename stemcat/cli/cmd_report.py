@@ -44,8 +44,8 @@ class SpendBy(StrEnum):
     tag = "tag"
 
 
-FormatOption = Annotated[Format | None, typer.Option("--format", help="table, csv or json [default: table].")]
-DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env STEMCAT_DATA_DIR].")]
+FormatOption = Annotated[Format | None, typer.Option("--format", help="table, csv or json \\[default: table].")]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory \\[env STEMCAT_DATA_DIR].")]
 PlotOption = Annotated[Path | None, typer.Option("--plot", help="Also write PNG charts into this directory.",
                                                  metavar="DIR")]
 

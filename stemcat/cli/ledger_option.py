@@ -15,7 +15,7 @@ LedgerUrlOption = Annotated[
     typer.Option(
         "--ledger-url",
         help="PostgreSQL ledger shared by several hosts, postgresql://user@host:port/db "
-        "[env STEMCAT_LEDGER_URL]; unset: ledger.sqlite in the data directory.",
+        "\\[env STEMCAT_LEDGER_URL]; unset: ledger.sqlite in the data directory.",
     ),
 ]
 
