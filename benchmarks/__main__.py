@@ -15,13 +15,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks import row1_pacing, row2_throughput, row3_downloads, row4_dry_run, row5_spend_report
+from benchmarks import (
+    row1_pacing,
+    row2_throughput,
+    row3_downloads,
+    row4_dry_run,
+    row5_spend_report,
+    row6_analysis_cpu,
+    row7_analysis_scaling,
+    row8_requests_per_job,
+    row9_jobs_per_hour,
+)
 from benchmarks.environment import BenchEnv
 from benchmarks.machine import describe_machine
 from benchmarks.row1_pacing import DOCUMENTED_LIMIT, DOCUMENTED_WINDOW_S, Cap
 from benchmarks.table import Row, render_markdown
 
-ROW_IDS = ("1", "2", "3", "4", "5")
+ROW_IDS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,13 @@ class Sizes:
     repeats: int = 3  # row 2: alternating flow/baseline pairs per size up to 1,000 tracks (medians)
     analysis_up_to: int = 1_000  # row 2: also time a run with the quality analysis up to this size
     warm_up_tracks: int = 20  # row 2: an unmeasured first flow run (0: none)
+    cpu_repeats: int = 3  # row 6: best of this many per stage
+    jobs_per_worker: int = 4  # row 7 (and row 9 without row 7): analysis jobs per worker per round
+    scaling_rounds: int = 2  # row 7: alternating rounds, best rate kept
+    request_cap: Cap = Cap(DOCUMENTED_LIMIT, DOCUMENTED_WINDOW_S)  # row 8
+    request_jobs: int = 30  # row 8: jobs per case
+    separations_s: tuple[float, ...] = (0.5, 30.0)  # row 8
+    realistic_jobs: int = 10  # row 9
     quick: bool = False
 
 
@@ -52,7 +69,8 @@ FULL = Sizes(
 QUICK = Sizes(
     sustain_s=3.0, pair_s=3.0, cap=Cap(10, 1.0), throughput=(10,), download_songs=2, download_song_s=2.0,
     download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10, repeats=1, analysis_up_to=0,
-    warm_up_tracks=0, quick=True,
+    warm_up_tracks=0, cpu_repeats=1, jobs_per_worker=1, scaling_rounds=1, request_cap=Cap(10, 1.0), request_jobs=4,
+    separations_s=(0.5,), realistic_jobs=1, quick=True,
 )
 
 
@@ -67,6 +85,14 @@ def _scenarios(sizes: Sizes) -> dict[str, Callable[[BenchEnv], list[Row]]]:
                                                 rounds=sizes.download_rounds),
         "4": lambda env: row4_dry_run.measure(env, rows=sizes.dry_run_rows),
         "5": lambda env: row5_spend_report.measure(env, stem_rows=sizes.catalog_stems),
+        "6": lambda env: row6_analysis_cpu.measure(env, quick=sizes.quick, repeats=sizes.cpu_repeats),
+        "7": lambda env: row7_analysis_scaling.measure(env, quick=sizes.quick, jobs_per_worker=sizes.jobs_per_worker,
+                                                       rounds=sizes.scaling_rounds),
+        "8": lambda env: row8_requests_per_job.measure(env, cap=sizes.request_cap, jobs=sizes.request_jobs,
+                                                       separations_s=sizes.separations_s, parallel=sizes.quick),
+        "9": lambda env: row9_jobs_per_hour.measure(env, jobs=sizes.realistic_jobs, quick=sizes.quick,
+                                                    jobs_per_worker=sizes.jobs_per_worker,
+                                                    rounds=sizes.scaling_rounds),
     }
 
 
@@ -112,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pair-seconds", type=float, help="length of rows 1a, 1c and 1d (default 120)")
     parser.add_argument("--sizes", type=int, nargs="+", help="track counts of row 2 (default 100 1000 10000)")
     parser.add_argument("--repeats", type=int, help="row 2: flow/baseline pairs per size up to 1,000 tracks (default 3)")
+    parser.add_argument("--request-jobs", type=int, help="row 8: jobs per case (default 30)")
+    parser.add_argument("--realistic-jobs", type=int, help="row 9: split_stem jobs in the run (default 10)")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
     parser.add_argument("--workdir", type=Path, help="keep scratch files here instead of a temp dir")
     parser.add_argument("--cache-dir", type=Path, help="rendered simulator audio (default ~/.cache/stemcat-bench)")
@@ -125,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = replace(sizes, throughput=tuple(args.sizes))
     if args.repeats:
         sizes = replace(sizes, repeats=args.repeats)
+    if args.request_jobs:
+        sizes = replace(sizes, request_jobs=args.request_jobs)
+    if args.realistic_jobs:
+        sizes = replace(sizes, realistic_jobs=args.realistic_jobs)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

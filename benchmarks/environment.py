@@ -115,6 +115,16 @@ class BenchEnv:
         self.prefect_start_s = time.perf_counter() - started
         self.env["PREFECT_API_URL"] = api_url
 
+    def prefect_cpu_s(self) -> float | None:
+        """CPU-seconds the Prefect server process has used so far (from /proc; None where unreadable)."""
+        if self._prefect is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self._prefect.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def scratch(self, name: str) -> Path:
         """A new, empty directory for one measurement."""
         self._counter += 1
