@@ -117,7 +117,7 @@ def _overview_reports() -> dict[str, tuple[str, Callable[[duckdb.DuckDBPyConnect
     from stemcat.catalog.reports import expiring_report, failures_report, spend_report, stems_report, usable_report
 
     return {
-        "spend_by_type": ("credits committed by separation type", lambda con: spend_report(con, "type")),
+        "spend_by_type": ("credits committed by separation type, all time", lambda con: spend_report(con, "type")),
         "usable": ("credits per minute of usable (non-silent) stem audio", usable_report),
         "stems": ("stems by type and name", stems_report),
         "failures": ("failures by reason", failures_report),
@@ -165,7 +165,9 @@ def report_spend(
     """Credits committed, from the ledger (runs also show the balance change they observed)."""
     from stemcat.catalog.reports import spend_report
 
-    _single(ctx, fmt, data_dir, plot, f"spend by {by.value}", lambda con: spend_report(con, by.value))
+    # By type or tag the rows add up every credit ever committed: the title says so.
+    span = ", all time" if by in (SpendBy.type, SpendBy.tag) else ""
+    _single(ctx, fmt, data_dir, plot, f"spend by {by.value}{span}", lambda con: spend_report(con, by.value))
 
 
 @report_app.command("stems")

@@ -41,5 +41,5 @@ def run_demo(console: Console, *, data_dir: Path, tracks: int) -> int:
     console.print(f"\n[bold]catalog[/bold] {data_dir / 'catalog.duckdb'}  (Parquet under {data_dir / 'catalog'})")
     console.print(f"[bold]example query[/bold]  stemcat sql --data-dir {data_dir} \"{DEMO_QUERY}\"")
     print_frame(console, run_sql(con, DEMO_QUERY), "table")
-    print_frame(console, spend_report(con, by="type"), "table", title="spend by type")
+    print_frame(console, spend_report(con, by="type"), "table", title="spend by type, all time")
     return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import matplotlib.image
@@ -111,3 +112,23 @@ def test_write_catalog_charts_defaults_to_the_data_dir(data_dir: Path) -> None:
 
     paths = write_catalog_charts(data_dir, min_snr_db=12.0)
     assert [p.parent for p in paths] == [data_dir / "charts"] * 3 and all(p.is_file() for p in paths)
+
+
+FORBIDDEN = re.compile(r"\bNone\b|<NA>|\bnan\b|\bNaT\b|00:00:00")
+
+
+@pytest.mark.parametrize("args", [(), ("spend",), ("spend", "--by", "run"), ("spend", "--by", "tag"),
+                                  ("quality", "--tracks"), ("expiring", "--days", "1000")])
+def test_tables_fit_80_columns_and_show_no_placeholders(data_dir: Path, args: tuple[str, ...]) -> None:
+    result = runner.invoke(app, ["report", *args, "--data-dir", str(data_dir)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80
+    assert not FORBIDDEN.search(result.stdout), result.stdout
+    assert "…" not in result.stdout  # nothing cut short: too many columns turn into one block per row
+
+
+def test_all_time_spend_says_so(data_dir: Path) -> None:
+    assert "all time" in _run("report", "--data-dir", str(data_dir))
+    assert "all time" in _run("report", "spend", "--by", "type", "--data-dir", str(data_dir))
+    assert "all time" not in _run("report", "spend", "--by", "day", "--data-dir", str(data_dir))

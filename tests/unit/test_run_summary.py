@@ -6,6 +6,7 @@ from rich.console import Console
 
 from stemcat.cli.display import summary_table
 from stemcat.flows.summary import RunSummary
+from stemcat.tasks.separation.planning import Plan
 
 
 def _summary(**fields: object) -> RunSummary:
@@ -38,3 +39,28 @@ def test_an_incomplete_job_is_reported_with_its_missing_stems() -> None:
     text = _rendered(summary)
     assert "1 incomplete" in text and "a1/split_stem incomplete, missing drums, fx" in text
     assert "missing drums, fx" in summary.markdown()
+
+
+def _at_80(summary: RunSummary) -> str:
+    console = Console(width=80, record=True)
+    console.print(summary_table(summary.model_dump(mode="json")))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    return text
+
+
+def test_the_summary_fits_80_columns_and_shows_no_placeholders() -> None:
+    summary = _summary(counts={"submitted": 2, "succeeded": 2, "downloaded": 2, "stems_downloaded": 4,
+                               "bytes_downloaded": 8_000_000}, jobs={"downloaded": 2},
+                       catalog_path="/a/rather/long/data/directory/for/the/catalog/catalog.duckdb")
+    text = _at_80(summary)  # no balance was read: a dash, not "None"
+    assert not [word for word in ("None", "<NA>", "nan", "00:00:00") if word in text], text
+    assert "4 stem files (8.0 MB)" in text and "nothing left to do" not in text
+
+
+def test_a_rerun_with_nothing_left_to_do_says_so() -> None:
+    plan = Plan(rows=3, keys=3, actions={"download": 3})
+    summary = _summary(plan=plan, counts={"downloaded": 3}, balance_before=100, balance_after=100)
+    text = _rendered(summary)
+    assert "nothing left to do: every track in the manifest is already downloaded" in text
+    assert "0 stem files" not in text and "None" not in _at_80(summary)
