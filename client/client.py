@@ -1,9 +1,14 @@
-"""Async client for the Suno separation API.
+"""Async client for the Suno separation API: the `SunoClient` class, its calls and its one request.
 
 The submit is paid, so it is re-sent only when the request provably was not executed;
 everything else (reads, downloads) is retried with jittered back-off. All API calls of a
 key share one `RequestLimiter`; by default the key's budget in its per-key store, which every
 other command and run on the key shares too (see `stemcat.client.ratelimit`).
+
+The class holds the connections, the limiter and the typed endpoint methods; the paid submit's
+re-send and "maybe accepted" rules are in `stemcat.client.submit`, the retry rules for reads and
+downloads in `stemcat.client.retrying`, and the settings, auth and capped body read in
+`stemcat.client.wire`. The names this module has always exported are still importable here.
 """
 
 from __future__ import annotations
@@ -13,15 +18,15 @@ import logging
 import os
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying
 
 from stemcat.client.backoff import JitteredBackoff, parse_retry_after
 from stemcat.client.connections import LentConnections
@@ -33,133 +38,39 @@ from stemcat.client.download import (
     is_loopback_host,
     resolve_host,
 )
-from stemcat.client.endpoints import (
-    CREDIT_PATH,
-    DEFAULT_BASE_URL,
-    GENERATION_RECORD_PATH,
-    RECORD_INFO_PATH,
-    SUBMIT_PATH,
-)
+from stemcat.client.endpoints import CREDIT_PATH, GENERATION_RECORD_PATH, RECORD_INFO_PATH, SUBMIT_PATH
 from stemcat.client.envelope import check_envelope
-from stemcat.client.errors import (
-    ConfigurationError,
-    DownloadFailed,
-    DownloadTruncated,
-    ErrorPolicy,
-    GaveUpWaiting,
-    Maintenance,
-    ResponseFormatError,
-    ServerError,
-    SubmitOutcomeUnknown,
-    SunoError,
-    Throttled,
-    TransportFailure,
-)
+from stemcat.client.errors import ConfigurationError, GaveUpWaiting, Maintenance, Throttled, TransportFailure
 from stemcat.client.masking import install_log_masking
 from stemcat.client.models import (
     GenerateRequest,
     GenerationRecord,
     SeparationRecord,
     parse_credit_balance,
-    parse_submitted_task_id,
 )
 from stemcat.client.ratelimit import RequestLimiter, SharedLimiter, limiter_for_key, rate_store_from_env
+from stemcat.client.retrying import (
+    Sleep,
+    is_retryable_download_error,
+    is_retryable_read_error,
+    retrying,
+)
+from stemcat.client.submit import BeforeSend, SubmitReceipt, is_retryable_submit_error, submit_once
 from stemcat.client.transport_errors import describe, provably_unsent, sanitized
+from stemcat.client.wire import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_TIMEOUT,
+    MAX_API_BODY_BYTES,
+    USER_AGENT,
+    BearerAuth,
+    read_capped,
+    resolve_base_url,
+)
 
-
-# Awaited once, right before a paid request leaves (see `SunoClient.submit`).
-BeforeSend = Callable[[], Awaitable[None]]
-
-
-@dataclass
-class SubmitReceipt:
-    """How far one paid submit got: kept current while `SunoClient.submit` runs, read when it raises.
-
-    A run may be stopped (Ctrl-C, a worker cancelling it) while a submit waits for the limiter
-    or out a Retry-After between attempts. Nothing is on the wire then, and when every answer
-    so far said "not executed" (405/430/455, a connection never made) the API has not run it:
-    `not_executed` tells the caller it may record the job as not submitted, whatever stopped it.
-    """
-
-    attempts: int = 0  # requests put on the wire
-    in_flight: bool = False  # one of them is on the wire now, unanswered
-    maybe_executed: bool = False  # an answer (or a broken exchange) that does not say "not executed"
-    refusal: SunoError | None = None  # the latest "not executed" answer, if any
-
-    @property
-    def not_executed(self) -> bool:
-        """No attempt can have been executed: none is in flight and none was answered ambiguously."""
-        return not (self.in_flight or self.maybe_executed)
-
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "DEFAULT_TIMEOUT", "BeforeSend", "Sleep", "SubmitReceipt", "SunoClient"]
 
 logger = logging.getLogger("stemcat.client")
-
-Sleep = Callable[[float], Awaitable[None]]
-
-API_KEY_ENV = "SUNO_API_KEY"
-BASE_URL_ENV = "SUNO_BASE_URL"
-_MAX_API_BODY_BYTES = 1024 * 1024
-_USER_AGENT = "stemcat-suno-client/0.1"
-DEFAULT_TIMEOUT = httpx.Timeout(30, connect=10)
-_RETRIED_POLICIES = frozenset({ErrorPolicy.RETRY, ErrorPolicy.PAUSE})
-
-
-class _BearerAuth(httpx.Auth):
-    """Adds the key to API requests only; never shown by repr."""
-
-    def __init__(self, api_key: str) -> None:
-        self._api_key = api_key
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What must be scrubbed from any text leaving the client."""
-        return (self._api_key,)
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._api_key}"
-        yield request
-
-    def __repr__(self) -> str:
-        return "<BearerAuth ***>"
-
-
-def _is_retryable_read_error(error: BaseException) -> bool:
-    return isinstance(error, SunoError) and error.policy in _RETRIED_POLICIES
-
-
-def _is_retryable_submit_error(error: BaseException) -> bool:
-    """Only outcomes documented or proven as "not executed" may be re-sent."""
-    if isinstance(error, TransportFailure):
-        return not error.request_sent
-    return isinstance(error, Throttled | Maintenance)
-
-
-def _is_retryable_download_error(error: BaseException) -> bool:
-    return isinstance(error, DownloadFailed | DownloadTruncated) and error.policy is ErrorPolicy.RETRY
-
-
-def _log_retry(retry_state: RetryCallState) -> None:
-    outcome = retry_state.outcome
-    error = outcome.exception() if outcome is not None else None
-    delay = retry_state.next_action.sleep if retry_state.next_action is not None else 0.0
-    logger.warning(
-        "attempt %d failed (%s); retrying in %.2fs",
-        retry_state.attempt_number,
-        error if isinstance(error, SunoError) else type(error).__name__,
-        delay,
-    )
-
-
-def _resolve_base_url(base_url: str | None) -> str:
-    resolved = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
-    try:
-        parts = urlsplit(resolved)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        valid = False
-    if not valid:
-        raise ConfigurationError(f"{BASE_URL_ENV} must be an http(s) URL with a host")
-    return resolved
 
 
 class SunoClient:
@@ -188,13 +99,13 @@ class SunoClient:
             raise ValueError("max_read_attempts must be at least 1")
         if backoff_initial_s < 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need 0 <= backoff_initial_s <= backoff_max_s")
-        self.base_url = _resolve_base_url(base_url)
+        self.base_url = resolve_base_url(base_url)
         # Stem hosts must be public, unless the API itself is on loopback (the simulator). A custom
         # transport decides where names go, so without a `resolver` only IP literals are vetted then.
         self._host_guard: HostGuard | None = None
         if not is_loopback_host(urlsplit(self.base_url).hostname):
             self._host_guard = HostGuard(resolver or (None if transport is not None else resolve_host))
-        self._auth = _BearerAuth(key)
+        self._auth = BearerAuth(key)
         install_log_masking(key)
         # A limiter of its own is on the key's shared budget (as a run's is), and closed with the client.
         self._own_limiter: SharedLimiter | None = None
@@ -215,7 +126,7 @@ class SunoClient:
             def make(limits: httpx.Limits, tls: ssl.SSLContext | None) -> httpx.AsyncClient:
                 return httpx.AsyncClient(
                     base_url=base_url, timeout=timeout, limits=limits, follow_redirects=False,
-                    headers={"User-Agent": _USER_AGENT}, transport=transport,
+                    headers={"User-Agent": USER_AGENT}, transport=transport,
                     **({} if tls is None else {"verify": tls}),
                 )
 
@@ -273,10 +184,12 @@ class SunoClient:
         pending = [before_send] if before_send is not None else []
         progress = receipt if receipt is not None else SubmitReceipt()
 
-        async def attempt() -> str:
-            return await self._submit_once(body, pending, progress)
+        send = partial(self._call, "POST", SUBMIT_PATH, None)
 
-        return await self._retrying(_is_retryable_submit_error)(attempt)
+        async def attempt() -> str:
+            return await submit_once(send, body, pending, progress)
+
+        return await self._retrying(is_retryable_submit_error)(attempt)
 
     async def record_info(self, task_id: str) -> SeparationRecord:
         """Status and stem URLs of a separation task."""
@@ -331,7 +244,7 @@ class SunoClient:
             max_bytes=max_bytes,
             chunk_size=chunk_size,
             expected_bytes=expected_bytes,
-            retrying=lambda: self._retrying(_is_retryable_download_error),
+            retrying=lambda: self._retrying(is_retryable_download_error),
             fsync=fsync,
             guard=self._host_guard,
         )
@@ -339,50 +252,10 @@ class SunoClient:
     # --- plumbing --------------------------------------------------------------------------
 
     def _retrying(self, should_retry: Callable[[BaseException], bool]) -> AsyncRetrying:
-        return AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
-            wait=self._backoff,
-            retry=retry_if_exception(should_retry),
-            sleep=self._sleep,
-            before_sleep=_log_retry,
-            reraise=True,
-        )
+        return retrying(should_retry, max_attempts=self._max_attempts, backoff=self._backoff, sleep=self._sleep)
 
     async def _read(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
-        return await self._retrying(_is_retryable_read_error)(self._call, "GET", path, params, None)
-
-    async def _submit_once(self, body: dict[str, str], before_send: list[BeforeSend], receipt: SubmitReceipt) -> str:
-        try:
-            envelope = await self._call("POST", SUBMIT_PATH, None, body, before_send, receipt)
-        except (Throttled, Maintenance) as exc:
-            receipt.refusal = exc
-            raise
-        except TransportFailure as exc:
-            if not exc.request_sent:
-                receipt.refusal = exc
-                raise
-            receipt.maybe_executed = True
-            raise self._unknown_submit(exc, "the connection failed after the request was sent") from None
-        except ServerError as exc:
-            receipt.maybe_executed = True
-            raise self._unknown_submit(exc, f"the server answered {exc.code}") from None
-        except ResponseFormatError as exc:
-            receipt.maybe_executed = True
-            raise self._unknown_submit(exc, "the answer could not be read") from None
-        receipt.maybe_executed = True  # accepted, as far as the caller still has to find out
-        try:
-            return parse_submitted_task_id(envelope)
-        except ResponseFormatError as exc:
-            raise self._unknown_submit(exc, "the answer could not be read") from None
-
-    @staticmethod
-    def _unknown_submit(cause: SunoError, why: str) -> SubmitOutcomeUnknown:
-        return SubmitOutcomeUnknown(
-            f"Submit may or may not have been accepted: {why} ({cause.detail})",
-            cause=cause,
-            code=cause.code,
-            endpoint=SUBMIT_PATH,
-        )
+        return await self._retrying(is_retryable_read_error)(self._call, "GET", path, params, None)
 
     async def _call(
         self,
@@ -411,7 +284,7 @@ class SunoClient:
                     auth=self._auth,
                     headers={"Accept": "application/json"},
                 ) as response:
-                    body = await _read_capped(response, _MAX_API_BODY_BYTES)
+                    body = await read_capped(response, MAX_API_BODY_BYTES)
         except httpx.RequestError as exc:
             if receipt is not None:
                 receipt.in_flight = False  # `request_sent` says whether it may have arrived
@@ -440,19 +313,6 @@ class SunoClient:
             raise
         self._limiter.succeeded()
         return envelope
-
-
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            raise ResponseFormatError(
-                f"Malformed response: body larger than {cap} bytes", endpoint=response.request.url.path
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _require_id(task_id: str) -> str:
