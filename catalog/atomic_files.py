@@ -1,15 +1,25 @@
-"""Crash-safe file replacement: write a temp file in the target directory, fsync, rename, fsync the directory."""
+"""Crash-safe file replacement: write a temp file in the target directory, fsync, rename, fsync the directory.
+
+Also the one checksum of a file at rest (`sha256_file`), which downloads, analysis and export verify against.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def temp_path_for(target: Path) -> Path:

@@ -91,7 +91,7 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def _audit(report: KillReport, sim, data_dir: Path, manifest_keys: set[tuple[str, str]]) -> None:
     from stemcat.catalog import Ledger, open_catalog
-    from stemcat.tasks.separation.downloads import sha256_file
+    from stemcat.catalog.atomic_files import sha256_file
 
     charges = sim.ledger()
     per_key = Counter((c.audio_id, c.type) for c in charges)

@@ -8,13 +8,13 @@ process (``pool``), and stored in one ledger transaction. Never pays for anythin
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 
 from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow, StemStatus
+from stemcat.catalog.atomic_files import sha256_file
 from stemcat.client import SunoClient
 from stemcat.tasks.analysis.decode import JobRequest, decode_job
 from stemcat.tasks.analysis.metrics import JobMetrics, QualityThresholds
@@ -178,17 +178,11 @@ def _job_quality(
     return JobQualityRow(
         reconstruction_snr_db=snr,
         mix_path=None if mix_path is None else str(mix_path.relative_to(data_dir)),
-        mix_sha256=None if mix_path is None else _sha256(mix_path),
+        mix_sha256=None if mix_path is None else sha256_file(mix_path),
         mix_duration_s=None if metrics.mix is None else metrics.mix.duration_s,
         low_snr=None if snr is None else snr < thresholds.min_snr_db,
         analysis_error=problem if snr is None else None,
     )
-
-
-def _sha256(path: Path) -> str:
-    """The mix's checksum, stored with its path: the export copies the mix only while the file matches it."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _stem_quality(name: str, metrics: JobMetrics) -> StemQualityRow:

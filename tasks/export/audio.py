@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from stemcat.catalog.atomic_files import replacing
+from stemcat.catalog.atomic_files import replacing, sha256_file
 
 from stemcat.tasks.export.options import AudioFormat
 from stemcat.tasks.export.resample import Block, StreamingResampler, convert_channels
@@ -62,14 +62,6 @@ class WrittenAudio:
     bytes: int
     sha256: str
     clipped_samples: int
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_file(path: Path, sha256: str, size: int | None, what: str) -> None:

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from stemcat.tasks.export.audio import landing, sha256_file, verify_file
+from stemcat.catalog.atomic_files import sha256_file
+from stemcat.tasks.export.audio import landing, verify_file
 from stemcat.tasks.export.records import ExportedTrack, ShardRecord
 
 SHARDS_DIRNAME = "shards"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
 import logging
 import os
 import time
@@ -19,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from stemcat.catalog import JobStatus, Ledger, StemRow, StemStatus
-from stemcat.catalog.atomic_files import move_into_place
+from stemcat.catalog.atomic_files import move_into_place, sha256_file
 from stemcat.client import DownloadExpired, SunoError
 from stemcat.tasks.analysis.checks import StemCheck
 from stemcat.tasks.analysis.decode import UndecodableAudio
@@ -33,12 +32,6 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_ATTEMPTS = 3
 LOCK_POLL_S = 0.05
-
-
-def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of a file's bytes."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def stem_is_intact(data_dir: Path, stem: StemRow) -> bool:
