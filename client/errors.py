@@ -17,7 +17,7 @@ Hierarchy::
     ├── ServerError                     RETRY          500 and other 5xx
     ├── UnexpectedStatus                ITEM           any other code
     ├── TransportFailure                RETRY          (network errors after retries)
-    │   └── PacerUnavailable            RETRY          (the key's rate store failed; nothing was sent)
+    │   └── RateStoreUnavailable        RETRY          (the key's rate store failed; nothing was sent)
     ├── ResponseFormatError             ITEM           (a body that is not the documented shape)
     ├── SubmitOutcomeUnknown            ITEM           (a paid submit that may or may not have run)
     ├── GaveUpWaiting                   ITEM           (a read that would have waited longer than allowed)
@@ -170,12 +170,12 @@ class TransportFailure(SunoError):
         super().__init__(message, endpoint=endpoint, retry_after=retry_after)
 
 
-class PacerUnavailable(TransportFailure):
+class RateStoreUnavailable(TransportFailure):
     """The key's shared rate budget (SQLite file or PostgreSQL) could not be reached; nothing was sent."""
 
     advice = "The rate store (SQLite file or PostgreSQL) failed; nothing was sent, retry later"
 
-    def __init__(self, message: str, *, endpoint: str = "pacer") -> None:
+    def __init__(self, message: str, *, endpoint: str = "rate store") -> None:
         super().__init__(message, request_sent=False, endpoint=endpoint)
 
 

@@ -97,7 +97,7 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
         await writes.drain()
         try:
             await limiter.aclose()  # gives reserved slots back to runs sharing the key
-        except Exception as error:  # a pacer gone away must not hide how the run ended
+        except Exception as error:  # a rate store gone away must not hide how the run ended
             log.warning("closing the rate limiter failed: %s", error)
         writes.close()
         ledger.close()

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from stemcat.client.errors import PacerUnavailable
+from stemcat.client.errors import RateStoreUnavailable
 from stemcat.client.ratelimit.arrivals import Admission, ArrivalWatch, note_admission, take_admission
 from stemcat.client.ratelimit.base import Clock, LimiterStats, Sleep
 from stemcat.client.ratelimit.defaults import (
@@ -231,7 +231,7 @@ class SharedLimiter:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the store failed: every waiter hears it, the next acquire retries
-            self._fail_waiters(_as_pacer_error(error))
+            self._fail_waiters(_as_rate_store_error(error))
             self._slots.clear()
 
     async def _reserve(self) -> None:
@@ -349,10 +349,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _as_pacer_error(error: Exception) -> Exception:
-    if isinstance(error, PacerUnavailable):
+def _as_rate_store_error(error: Exception) -> Exception:
+    if isinstance(error, RateStoreUnavailable):
         return error
-    return PacerUnavailable(f"rate store failed: {type(error).__name__}: {error}")
+    return RateStoreUnavailable(f"rate store failed: {type(error).__name__}: {error}")
 
 
 def limiter_for_key(

@@ -1,5 +1,5 @@
 """The PostgreSQL rate store on its own: its log stays small, a lost connection is replaced, an
-unreachable server is a `PacerUnavailable`. (Two users sharing it: `test_shared_budget`.)"""
+unreachable server is a `RateStoreUnavailable`. (Two users sharing it: `test_shared_budget`.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from stemcat.client import PacerUnavailable
+from stemcat.client import RateStoreUnavailable
 from stemcat.client.ratelimit.rules import PacingParams
 
 from .conftest import busiest_window
@@ -54,12 +54,12 @@ async def test_a_lost_connection_is_replaced(postgres_url: str) -> None:
         await store.aclose()
 
 
-async def test_an_unreachable_server_is_a_pacer_unavailable() -> None:
+async def test_an_unreachable_server_is_a_rate_store_unavailable() -> None:
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store = PostgresAdmissionStore(f"postgresql://u:s3cret@127.0.0.1:{port}/db", BUDGET, connect_timeout_s=1)
-    with pytest.raises(PacerUnavailable) as caught:
+    with pytest.raises(RateStoreUnavailable) as caught:
         await store.reserve(PacingParams(limit=5, window_s=1.0), 1)
     assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
     await store.aclose()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stemcat.client import PacerUnavailable
+from stemcat.client import RateStoreUnavailable
 from stemcat.client.ratelimit import (
     MemoryAdmissionStore,
     RequestClass,
@@ -178,7 +178,7 @@ class BrokenStore(MemoryAdmissionStore):
 
 async def test_a_failing_store_fails_the_waiters_with_a_not_sent_error() -> None:
     limiter = SharedLimiter(BrokenStore(), 5, 1.0)
-    with pytest.raises(PacerUnavailable) as caught:
+    with pytest.raises(RateStoreUnavailable) as caught:
         await limiter.acquire()
     assert caught.value.request_sent is False  # the client may safely retry even a paid submit
     await limiter.aclose()

@@ -31,7 +31,7 @@ limiter that uses it. A connection that broke is replaced, and the step is tried
 when the broken one had served earlier steps (the server restarted in between); a step whose
 outcome is unknown then runs twice, which only errs on the slow side. ``lock_timeout`` bounds
 the wait for a budget's row, and ``idle_in_transaction_session_timeout`` frees a row held by a
-process that froze inside a transaction. Failures raise `PacerUnavailable` (nothing was sent).
+process that froze inside a transaction. Failures raise `RateStoreUnavailable` (nothing was sent).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from stemcat.client.errors import PacerUnavailable
+from stemcat.client.errors import RateStoreUnavailable
 from stemcat.client.ratelimit.rules import (
     PacingParams,
     PacingState,
@@ -284,7 +284,7 @@ class PostgresAdmissionStore:
                 # The clock is read once the lock is held (now() would be the transaction's start).
                 clock = await (await conn.execute(f"SELECT {_NOW}")).fetchone()
                 if row is None or clock is None:
-                    raise PacerUnavailable(f"rate store {_masked(self.url)}: budget row missing")
+                    raise RateStoreUnavailable(f"rate store {_masked(self.url)}: budget row missing")
                 return await step(conn, _state(row), float(clock[0]))
 
         return await self._run(transaction)
@@ -304,7 +304,7 @@ class PostgresAdmissionStore:
                         await self.aclose()
                         if not fresh and attempt == 0:
                             continue  # a connection that served before: the server may have restarted
-                    raise PacerUnavailable(
+                    raise RateStoreUnavailable(
                         f"rate store {_masked(self.url)} failed: {type(error).__name__}: {error}"
                     ) from None
                 except BaseException:
