@@ -18,3 +18,5 @@ atexit.register(shutil.rmtree, _state_home, ignore_errors=True)
 
 # A throwaway PostgreSQL per session for the ledger's second backend (skipped without server binaries).
 from tests.servers.postgres import postgres_server, postgres_url  # noqa: E402,F401
+# Every ledger test runs on both backends: `ledger_target` is SQLite or a fresh PostgreSQL database.
+from tests.servers.ledgers import ledger_target  # noqa: E402,F401
