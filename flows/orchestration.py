@@ -81,7 +81,7 @@ async def run_resources(options: RunOptions, run_id: str) -> AsyncIterator[RunCo
     secret = load_secret(options.data_dir)
     limiter = make_limiter(options)
     try:
-        with RunLock(options.data_dir, run_id), RunLease(ledger, run_id):
+        with RunLock(options.data_dir, run_id), RunLease(ledger, run_id, options.run_lease_s):
             async with SunoClient(base_url=options.base_url, limiter=limiter,
                                   max_download_connections=options.download_concurrency) as client, \
                     AsyncExitStack() as receiving:

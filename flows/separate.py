@@ -125,6 +125,7 @@ async def separate_manifest(
     analyze: bool = True,
     ledger_url: str | None = None,
     analysis_workers: int | None = None,
+    run_lease_s: float | None = None,
 ) -> dict[str, Any] | State:
     """Separate every track of a manifest into stems and catalog them.
 
@@ -145,6 +146,7 @@ async def separate_manifest(
                 poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_mb=max_download_mb,
                 callback_url=callback_url, rate_store=rate_store, poll_share=poll_share, analyze=analyze,
                 ledger_url=chosen_ledger_url(ledger_url, None), analysis_workers=analysis_workers,
+                run_lease_s=run_lease_s,
             )
         except ValidationError as error:
             first = error.errors()[0]
@@ -196,7 +198,7 @@ async def _separate(options: RunOptions, manifest_path: Path, run_id: str, start
         except RunAborted as error:  # recorded as this run's outcome below
             refused = error
         ctx.ledger.start_run(run_id, flow_run_id=flow_run_id, manifest=str(manifest_path), params=params,
-                             balance_before=summary.balance_before)
+                             balance_before=summary.balance_before, lease_s=options.run_lease_s)
         try:
             if refused is not None:
                 raise refused

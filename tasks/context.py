@@ -60,6 +60,9 @@ class RunOptions(BaseModel):
     poll_factor: float = Field(default=1.5, ge=1.0)
     poll_max_s: float = Field(default=60.0, gt=0)
     job_timeout_s: float = Field(default=1800.0, gt=0)
+    run_lease_s: float = Field(default=DEFAULT_RUN_LEASE_S, gt=0,
+                               description="The run's lease in the ledger, renewed every quarter of it: how long a "
+                               "crashed run's intents wait before a run on another host may reconcile them.")
     max_download_bytes: int = Field(default=200 * MIB, gt=0)
     callback_url: str | None = None
     rate_store: str | None = Field(default=None, description="Shared rate budget across runs (see tasks.limits).")

@@ -18,3 +18,19 @@ atexit.register(shutil.rmtree, _state_home, ignore_errors=True)
 
 # A throwaway PostgreSQL per session for the ledger's second backend (skipped without server binaries).
 from tests.servers.postgres import postgres_server, postgres_url  # noqa: E402,F401
+# Every ledger test runs on both backends: `ledger_target` is SQLite or a fresh PostgreSQL database.
+from tests.servers.ledgers import ledger_target  # noqa: E402,F401
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 (pytest's hook signature)
+    """One line per distinct skip reason (e.g. no PostgreSQL server binaries: every ``postgres``
+    param skipped), so a skipped backend is visible without ``-rs``."""
+    from collections import Counter
+
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"skipped {count}: {reason}", yellow=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import Synchronized
@@ -11,6 +10,7 @@ from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 
 from stemcat.catalog import Ledger, refresh_duckdb, write_snapshots
+from stemcat.catalog.ledger import SqliteBackend, ledger_backend
 
 
 def claim_keys(path: str, keys: list[tuple[str, str]], seed: int, start: Barrier, results: Queue) -> None:
@@ -34,14 +34,29 @@ def claim_keys(path: str, keys: list[tuple[str, str]], seed: int, start: Barrier
 
 
 def hold_write_lock(path: str, locked: Event, release: Event) -> None:
-    """Hold an open write transaction on the ledger until told to stop, like a writer mid-commit."""
-    con = sqlite3.connect(path, isolation_level=None, timeout=30)
-    con.execute("BEGIN IMMEDIATE")
-    con.execute("INSERT INTO rejects (reason, at) VALUES ('held by another process', 0)")
-    locked.set()
-    release.wait(timeout=60)
-    con.execute("ROLLBACK")
-    con.close()
+    """Hold an open write transaction on the ledger until told to stop, like a writer mid-commit.
+
+    ``path`` is the SQLite file or a ``postgresql://`` URL; the transaction is the backend's own
+    (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's ledger write lock), rolled back at the end.
+    """
+    backend = (ledger_backend(Path(path).parent, path) if path.startswith("postgresql://")
+               else SqliteBackend(Path(path), busy_timeout_s=30))
+    con = backend.connect()
+    try:
+        with backend.write_transaction(con):
+            con.execute("INSERT INTO rejects (reason, at) VALUES ('held by another process', 0)")
+            locked.set()
+            release.wait(timeout=60)
+            raise _RollBack
+    except _RollBack:
+        pass
+    finally:
+        con.close()
+        backend.close()
+
+
+class _RollBack(Exception):
+    """Ends the held transaction without committing its row."""
 
 
 def snapshot_loop(data_dir: str, started: Event, stop: Event, rounds: Synchronized) -> None:

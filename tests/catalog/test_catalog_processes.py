@@ -13,11 +13,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from stemcat.catalog import Ledger, open_catalog, refresh_duckdb, write_snapshots
+from stemcat.catalog import Ledger, RejectRow, open_catalog, refresh_duckdb, write_snapshots
 from stemcat.catalog.duckdb_views import connect_catalog_file
 from tests.catalog import catalog_workers
 from tests.catalog.catalog_sample import build_sample
-from tests.catalog.conftest import BACKENDS
+from tests.servers.ledgers import BACKENDS, ledger_target_for, sqlite_target
 
 SPAWN = multiprocessing.get_context("spawn")
 EXPECTED_COUNTS = {"tracks": 5, "jobs": 6, "stems": 8, "spend": 12, "runs": 2, "callbacks": 1, "rejects": 2}
@@ -92,12 +92,21 @@ def test_claim_is_exactly_once_across_processes(backend: str, tmp_path: Path, re
         assert all(job.attempt == 1 for job in latest.values())
 
 
-def test_readers_are_not_blocked_by_a_write_transaction_in_another_process(published: Path) -> None:
-    ledger = Ledger(published / "ledger.sqlite")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_readers_are_not_blocked_by_a_write_transaction_in_another_process(
+    backend: str, published: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgres":  # the same sample, published from a PostgreSQL ledger
+        target = ledger_target_for("postgres", request, tmp_path)
+        sample = build_sample(tmp_path, target.ledger)
+        write_snapshots(sample.ledger, tmp_path)
+        sample.ledger.close()
+        published = tmp_path
+    else:
+        target = sqlite_target(published)
+    ledger = target.ledger()
     locked, release = SPAWN.Event(), SPAWN.Event()
-    holder = SPAWN.Process(
-        target=catalog_workers.hold_write_lock, args=(str(published / "ledger.sqlite"), locked, release)
-    )
+    holder = SPAWN.Process(target=catalog_workers.hold_write_lock, args=(target.location, locked, release))
     holder.start()
     try:
         assert locked.wait(timeout=30)
@@ -105,10 +114,14 @@ def test_readers_are_not_blocked_by_a_write_transaction_in_another_process(publi
         con = open_catalog(published)
         assert _counts(con) == EXPECTED_COUNTS
         con.close()
-        # Snapshots read through WAL and do not wait for the writer either; its uncommitted row is invisible.
+        # Snapshots read through WAL (a REPEATABLE READ snapshot on PostgreSQL) and do not wait for
+        # the writer either; its uncommitted row is invisible.
         assert write_snapshots(ledger, published)["rejects"] == 2
-        # Opening another Ledger on an up-to-date file takes no write lock.
-        Ledger(published / "ledger.sqlite").close()
+        # Opening another Ledger on an up-to-date database takes no write lock; its writes wait.
+        with target.ledger(busy_timeout_s=0.0) as other:
+            with pytest.raises(Exception) as refused:
+                other.add_rejects([RejectRow(run_id="r1", manifest="m.csv", line=1, reason="waits", raw={})])
+        assert target.backend().is_busy(refused.value), refused.value
         assert time.monotonic() - started < 5
     finally:
         release.set()

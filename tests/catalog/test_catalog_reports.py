@@ -14,14 +14,16 @@ import pytest
 from stemcat import catalog
 from stemcat.catalog import connect_catalog_file, open_catalog, refresh_duckdb, run_sql, spend_report, stems_report, write_snapshots
 from tests.catalog.catalog_sample import build_sample
+from tests.servers.ledgers import BACKENDS, ledger_target_for
 
 EXAMPLES = Path(catalog.__file__).with_name("EXAMPLES.sql")
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=BACKENDS)
+def data_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's catalog, published from a ledger on each backend: the reports read the same rows."""
     root = tmp_path_factory.mktemp("reports")
-    sample = build_sample(root)
+    sample = build_sample(root, ledger_target_for(request.param, request, root).ledger)
     write_snapshots(sample.ledger, root)
     refresh_duckdb(root)
     sample.ledger.close()

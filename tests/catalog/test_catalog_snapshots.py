@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,7 +17,7 @@ from stemcat.catalog import CATALOG_TABLES, Ledger, arrow_schema, parquet_path, 
 from stemcat.catalog.schema import TABLES
 from stemcat.catalog.snapshots import rows_to_record_batch, write_parquet_atomic
 from tests.catalog.catalog_sample import DAY1, SECRET_URL_PART, build_sample
-from tests.catalog.conftest import BACKENDS, LedgerTarget
+from tests.servers.ledgers import BACKENDS, LedgerTarget, ledger_target_for
 
 
 @dataclass
@@ -30,21 +29,12 @@ class Published:
 @pytest.fixture(scope="module", params=BACKENDS)
 def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Published:
     root = tmp_path_factory.mktemp("snap")
-    if request.param == "postgres":
-        from stemcat.catalog.ledger.postgres_backend import PostgresBackend
-
-        url = request.getfixturevalue("postgres_server").create_database()
-
-        def open_ledger(**options: Any) -> Ledger:
-            return Ledger(backend=PostgresBackend(url), **options)
-    else:
-        def open_ledger(**options: Any) -> Ledger:
-            return Ledger(root / "ledger.sqlite", **options)
-    sample = build_sample(root, open_ledger)
+    target = ledger_target_for(request.param, request, root)
+    sample = build_sample(root, target.ledger)
     written = write_snapshots(sample.ledger, root, batch_size=3)
     sample.ledger.close()
     assert written == {"tracks": 5, "jobs": 6, "stems": 8, "spend": 12, "runs": 2, "callbacks": 1, "rejects": 2}
-    return Published(root, open_ledger)
+    return Published(root, target.ledger)
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
-"""The analysis task against a hand-built ledger and a scripted file host (httpx.MockTransport)."""
+"""The analysis task against a hand-built ledger (SQLite and PostgreSQL) and a scripted file host (httpx.MockTransport)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ from stemcat.tasks.analysis.analyzer import AnalysisOutcome, Analyzer
 from stemcat.tasks.separation.mixes import candidate_urls, mix_relpath
 from stemcat.tasks.paths import UnsafePathPart
 from stemcat.tasks.analysis.metrics import QualityThresholds
+from tests.servers.ledgers import LedgerTarget
 
 RATE = 16_000
 ORIGIN = "https://cdn.test/origin/a1.mp3"
@@ -70,10 +71,11 @@ async def client(host: FileHost) -> AsyncIterator[SunoClient]:
         yield scripted
 
 
-def _catalog(data_dir: Path, stems: dict[str, np.ndarray], *, origin_url: str | None, source_url: str | None,
+def _catalog(target: LedgerTarget, stems: dict[str, np.ndarray], *, origin_url: str | None, source_url: str | None,
              tmp: Path) -> tuple[Ledger, str]:
     """One downloaded split_stem job of song a1 whose stem files are the given signals."""
-    ledger = Ledger(data_dir / "ledger.sqlite")
+    data_dir = target.data_dir
+    ledger = target.ledger()
     ledger.start_run("r1", flow_run_id=None, manifest="m.csv", params={}, balance_before=None)
     ledger.upsert_tracks([TrackRow(audio_id="a1", task_id="t1", source_url=source_url)])
     job = ledger.claim("a1", "t1", "split_stem", 5, "r1")
@@ -95,12 +97,19 @@ Build = Callable[..., tuple[Ledger, str]]
 
 
 @pytest.fixture
-def build(tmp_path: Path) -> Build:
+def build(ledger_target: LedgerTarget, tmp_path: Path) -> Iterator[Build]:
+    opened: list[Ledger] = []
+
     def make(stems: dict[str, np.ndarray] | None = None, *, origin_url: str | None = ORIGIN,
              source_url: str | None = SOURCE) -> tuple[Ledger, str]:
-        return _catalog(tmp_path / "data", stems or _parts(), origin_url=origin_url, source_url=source_url,
-                        tmp=tmp_path)
-    return make
+        ledger, job_id = _catalog(ledger_target, stems or _parts(), origin_url=origin_url, source_url=source_url,
+                                  tmp=tmp_path)
+        opened.append(ledger)
+        return ledger, job_id
+
+    yield make
+    for ledger in opened:  # also when a test failed before closing it (closing twice is harmless)
+        ledger.close()
 
 
 def _mix(tmp_path: Path) -> bytes:

@@ -1,4 +1,5 @@
-"""Quality columns in the ledger, the in-place upgrade of an older ledger, and the report views."""
+"""Quality columns in the ledger, the in-place upgrade of an older ledger, and the report views (the sample
+published from a SQLite and from a PostgreSQL ledger)."""
 
 from __future__ import annotations
 
@@ -27,14 +28,16 @@ from stemcat.catalog.reports import (
 )
 from stemcat.catalog.schema import JOBS, SCHEMA_VERSION, STEMS, arrow_schema
 from tests.catalog.catalog_sample import build_sample
+from tests.servers.ledgers import BACKENDS, LedgerTarget, ledger_target_for
 
 NEW_JOB_COLUMNS = ("reconstruction_snr_db", "mix_path", "mix_duration_s", "low_snr", "analyzed_at", "analysis_error")
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=BACKENDS)
+def data_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's catalog, published from a ledger on each backend."""
     root = tmp_path_factory.mktemp("quality-reports")
-    sample = build_sample(root)
+    sample = build_sample(root, ledger_target_for(request.param, request, root).ledger)
     led = sample.ledger
     led.upsert_tracks([
         TrackRow(audio_id="a1", task_id="t1", tags="Rock, Pop"),
@@ -80,8 +83,8 @@ def _downloaded_job(led: Ledger) -> str:
     return job.job_id
 
 
-def test_record_analysis_round_trips_through_the_ledger(tmp_path: Path) -> None:
-    sample = build_sample(tmp_path)
+def test_record_analysis_round_trips_through_the_ledger(ledger_target: LedgerTarget) -> None:
+    sample = build_sample(ledger_target.data_dir, ledger_target.ledger)
     led = sample.ledger
     analysed = sample.job_ids["a2"]  # the sample's downloaded job, analysed when the sample was built
     job_id = _downloaded_job(led)
@@ -111,6 +114,8 @@ def test_record_analysis_round_trips_through_the_ledger(tmp_path: Path) -> None:
 
 
 def test_an_older_ledger_gains_the_quality_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    # SQLite only: an older file's columns and PRAGMA user_version. The PostgreSQL upgrade is
+    # tests/catalog/test_postgres_ledger.py::test_an_older_postgres_ledger_is_upgraded_and_a_newer_one_refused.
     sample = build_sample(tmp_path)
     sample.ledger.close()
     path = tmp_path / "ledger.sqlite"

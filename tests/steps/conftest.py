@@ -1,8 +1,9 @@
 """The middle tier: the separation steps against a scripted API (httpx.MockTransport) and a temporary ledger.
 
-No server, no Prefect, no sleeping on real back-off: each test runs in milliseconds. `Harness`
+No API server, no Prefect, no sleeping on real back-off: each test runs in milliseconds. `Harness`
 builds a `RunContext` whose client talks to a `ScriptedApi`; `ok_submit`, `record` and
-`stem_files` script the answers the contract fixtures document.
+`stem_files` script the answers the contract fixtures document. The ledger is `ledger_target`'s:
+every test runs once on SQLite and once on a fresh PostgreSQL database, opened as a run opens it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +29,7 @@ from stemcat.services.callbacks import CallbackHub
 from stemcat.tasks.context import RunContext, RunOptions, WorkItem
 from stemcat.tasks.separation.actions import Action
 from tests.client.conftest import API_KEY, BASE_URL, ScriptedApi, SleepLog, envelope, load_contract
+from tests.servers.ledgers import LedgerTarget
 
 SUBMIT = "/api/v1/vocal-removal/generate"
 RECORD_INFO = "/api/v1/vocal-removal/record-info"
@@ -104,13 +105,15 @@ class Harness:
 
 
 @asynccontextmanager
-async def open_harness(api: ScriptedApi, data_dir: Path, *, run_id: str = RUN_ID, **options: Any) -> AsyncIterator[Harness]:
-    """A run context over `api` and a fresh ledger in `data_dir`; `options` override `RunOptions`."""
+async def open_harness(api: ScriptedApi, target: LedgerTarget, *, run_id: str = RUN_ID,
+                       **options: Any) -> AsyncIterator[Harness]:
+    """A run context over `api` and the ledger of `target` (its data directory holds the stems);
+    `options` override `RunOptions`. The ledger and its group-commit writer are opened as a run opens them."""
     settings = dict(poll_initial_s=0.01, poll_max_s=0.05, job_timeout_s=5.0) | options
-    run_options = RunOptions(data_dir=data_dir, base_url=BASE_URL, **settings)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(data_dir / "ledger.sqlite")
-    writes = LedgerWriter.open(ledger.path)
+    run_options = RunOptions(data_dir=target.data_dir, base_url=BASE_URL, ledger_url=target.url, **settings)
+    target.data_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger.open(run_options.data_dir, run_options.ledger_url)
+    writes = LedgerWriter(ledger.reopen(busy_timeout_s=0.0))
     client = SunoClient(API_KEY, BASE_URL, limiter=NoLimiter(), transport=api.transport, sleep=SleepLog(),
                         max_read_attempts=2)
     hub = CallbackHub()
@@ -133,8 +136,8 @@ def api() -> ScriptedApi:
 
 
 @pytest.fixture
-async def harness(api: ScriptedApi, tmp_path: Path) -> AsyncIterator[Harness]:
-    async with open_harness(api, tmp_path / "data") as opened:
+async def harness(api: ScriptedApi, ledger_target: LedgerTarget) -> AsyncIterator[Harness]:
+    async with open_harness(api, ledger_target) as opened:
         yield opened
 
 

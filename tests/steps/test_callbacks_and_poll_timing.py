@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from stemcat.catalog import JobStatus
 from stemcat.tasks.separation.downloads import download_job
@@ -23,6 +22,7 @@ from .conftest import (
     record,
     stem_files,
 )
+from tests.servers.ledgers import LedgerTarget
 
 LATE = dict(poll_initial_s=30.0, poll_max_s=30.0)  # no poll falls due within a test
 
@@ -88,40 +88,40 @@ async def _separate(harness: Harness, jobs: int, first: int = 1) -> list[str]:
     return await asyncio.gather(*(one(n) for n in range(first, first + jobs)))
 
 
-async def test_without_callbacks_most_jobs_finish_with_one_poll(tmp_path: Path) -> None:
+async def test_without_callbacks_most_jobs_finish_with_one_poll(ledger_target: LedgerTarget) -> None:
     fake = FakeSeparations(latency_s=0.2)
-    async with open_harness(fake.api, tmp_path / "data", poll_initial_s=None, poll_max_s=5.0) as harness:
+    async with open_harness(fake.api, ledger_target, poll_initial_s=None, poll_max_s=5.0) as harness:
         assert set(await _separate(harness, 20)) == {JobStatus.SUCCEEDED}
         polls = fake.api.calls(RECORD_INFO)
     assert fake.api.calls(SUBMIT) == 20
     assert polls <= 22, polls  # one each, plus the probe's early polls while nothing was known
 
 
-async def test_the_ledgers_history_times_the_first_poll_of_the_next_run(tmp_path: Path) -> None:
+async def test_the_ledgers_history_times_the_first_poll_of_the_next_run(ledger_target: LedgerTarget) -> None:
     # Slower than the probe's first poll: without the history, the probe would poll twice.
     fake = FakeSeparations(latency_s=PROBE_INITIAL_S + 0.1)
-    async with open_harness(fake.api, tmp_path / "data", poll_initial_s=None, poll_max_s=5.0) as harness:
+    async with open_harness(fake.api, ledger_target, poll_initial_s=None, poll_max_s=5.0) as harness:
         await _separate(harness, 3)
     assert fake.api.calls(RECORD_INFO) > 3
     fake = FakeSeparations(latency_s=PROBE_INITIAL_S + 0.1)
-    async with open_harness(fake.api, tmp_path / "data", run_id="run-2", poll_initial_s=None,
+    async with open_harness(fake.api, ledger_target, run_id="run-2", poll_initial_s=None,
                             poll_max_s=5.0) as harness:
         assert set(await _separate(harness, 10, first=4)) == {JobStatus.SUCCEEDED}
     assert fake.api.calls(RECORD_INFO) == 10  # no probe: the history said when to poll
 
 
-async def test_with_callbacks_no_job_is_polled(tmp_path: Path) -> None:
+async def test_with_callbacks_no_job_is_polled(ledger_target: LedgerTarget) -> None:
     fake = FakeSeparations(latency_s=0.05)
-    async with open_harness(fake.api, tmp_path / "data", poll_initial_s=None, poll_max_s=5.0,
+    async with open_harness(fake.api, ledger_target, poll_initial_s=None, poll_max_s=5.0,
                             callback_url="http://receiver.test") as harness:
         fake.hub = harness.ctx.hub
         assert set(await _separate(harness, 20)) == {JobStatus.SUCCEEDED}
     assert fake.api.calls(SUBMIT) == 20 and fake.api.calls(RECORD_INFO) == 0
 
 
-async def test_a_fixed_poll_initial_overrides_the_estimate(tmp_path: Path) -> None:
+async def test_a_fixed_poll_initial_overrides_the_estimate(ledger_target: LedgerTarget) -> None:
     fake = FakeSeparations(latency_s=0.0)
-    async with open_harness(fake.api, tmp_path / "data", poll_initial_s=0.3, poll_max_s=5.0) as harness:
+    async with open_harness(fake.api, ledger_target, poll_initial_s=0.3, poll_max_s=5.0) as harness:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await _separate(harness, 1)

@@ -1,20 +1,20 @@
-"""The run's callback receiver served on the run's own loop, over real loopback HTTP."""
+"""The run's callback receiver served on the run's own loop, over real loopback HTTP (ledger on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
 
 import httpx
 
-from stemcat.catalog import Ledger, LedgerWriter
+from stemcat.catalog import LedgerWriter
 from stemcat.services.callbacks import CallbackReceiver, callback_url
+from tests.servers.ledgers import LedgerTarget
 
 
-async def test_on_the_runs_loop_a_callback_is_stored_and_wakes_its_waiter(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    writes = LedgerWriter.open(ledger.path)
+async def test_on_the_runs_loop_a_callback_is_stored_and_wakes_its_waiter(ledger_target: LedgerTarget) -> None:
+    ledger = ledger_target.ledger()
+    writes = LedgerWriter(ledger.reopen(busy_timeout_s=0.0))
     secret = b"s" * 32
     sigint_before = signal.getsignal(signal.SIGINT)
     try:
@@ -49,9 +49,9 @@ async def test_on_the_runs_loop_a_callback_is_stored_and_wakes_its_waiter(tmp_pa
         ledger.close()
 
 
-async def test_the_receiver_refuses_an_oversized_body_and_stores_nothing(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    writes = LedgerWriter.open(ledger.path)
+async def test_the_receiver_refuses_an_oversized_body_and_stores_nothing(ledger_target: LedgerTarget) -> None:
+    ledger = ledger_target.ledger()
+    writes = LedgerWriter(ledger.reopen(busy_timeout_s=0.0))
     secret = b"s" * 32
     huge = {"code": 200, "msg": "ok", "data": {"task_id": "remote-1", "pad": "x" * (1024 * 1024)}}
     try:
