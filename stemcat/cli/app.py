@@ -166,15 +166,17 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL over the catalog views (tracks, jobs, stems, spend, runs, …).")],
     fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
     data_dir: DataDirOption = None,
+    storage: StorageOption = None,
 ) -> None:
     """Run SQL against the catalog (read-only; never blocked by a running flow)."""
     import duckdb
 
-    from stemcat.catalog import open_catalog
     from stemcat.catalog.reports import run_sql
     from stemcat.cli.display import print_frame
+    from stemcat.cli.storage_option import open_catalog_or_exit, storage_or_exit
 
-    con = open_catalog(data_dir_or_default(data_dir))
+    directory = data_dir_or_default(data_dir)
+    con = open_catalog_or_exit(directory, storage_or_exit(storage, settings(), directory))
     try:
         frame = run_sql(con, query)
     except duckdb.Error as error:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stemcat.catalog.storage import Storage, StorageConfigError, check_storage_url, open_storage
+from stemcat.catalog.storage import Storage, StorageConfigError, StorageError, check_storage_url, open_storage
 from stemcat.cli.common import fail
 from stemcat.settings import Settings
+
+if TYPE_CHECKING:
+    import duckdb
 
 StorageOption = Annotated[
     str | None,
@@ -40,4 +43,14 @@ def storage_or_exit(value: str | None, settings: Settings, data_dir: Path) -> St
     try:
         return open_storage(url, data_dir)
     except StorageConfigError as error:
+        fail(str(error))
+
+
+def open_catalog_or_exit(data_dir: Path, storage: Storage | None) -> duckdb.DuckDBPyConnection:
+    """The catalog of ``data_dir``, or the one published in ``storage``; nothing published there exits 2."""
+    from stemcat.catalog import open_catalog
+
+    try:
+        return open_catalog(data_dir, storage)
+    except StorageError as error:
         fail(str(error))

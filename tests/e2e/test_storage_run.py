@@ -5,7 +5,7 @@ directory reading it and paying for, downloading and uploading nothing."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import json
 
 import pytest
 
@@ -59,3 +59,16 @@ def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, t
     assert sum(charge.credits for charge in sim.ledger()) == charged
     assert not list(other.rglob("*.mp3"))  # nothing downloaded, so nothing uploaded
     assert _stored(s3_url).keys() >= stored.keys()
+
+    # Any host reads the catalog published there, from an empty data directory of its own.
+    reader = ["--data-dir", str(tmp_path / "reader"), "--storage", s3_url]
+    sql = runner.invoke(app, ["sql", "SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM stems WHERE "
+                              "status = 'downloaded') AS stems", "--format", "json", *reader])
+    assert sql.exit_code == 0, sql.output
+    assert json.loads(sql.output) == [{"runs": 2, "stems": len(stems)}]
+    report = runner.invoke(app, ["report", "spend", "--by", "type", "--format", "json", *reader])
+    assert report.exit_code == 0, report.output
+    assert sum(row["credits"] for row in json.loads(report.output)) == charged
+    assert not (tmp_path / "reader").exists()
+    published = [key for key in _stored(s3_url) if key.startswith("catalog/")]
+    assert "catalog/CURRENT" in published and len({key.split("/")[2] for key in published if "/versions/" in key}) == 2
