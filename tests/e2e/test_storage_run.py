@@ -1,6 +1,7 @@
 """`stemcat run --storage s3://…` end to end: stems uploaded whole and verified to a real S3-compatible
-server (SeaweedFS on loopback), the catalog published there, and a second host with an empty data
-directory reading it and paying for, downloading and uploading nothing."""
+server (SeaweedFS on loopback) and the catalog published there; a second host with an empty data
+directory pays for, downloads and uploads nothing; `sql`, `report` and `export` on other hosts work
+from the storage alone (export fetching the stems it needs, verified)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, t
 
     from stemcat.cli.app import app
 
-    manifest = make_tracks_manifest(sim, 4, tmp_path / "m.csv", types=("separate_vocal", "split_stem"))
+    manifest = make_tracks_manifest(sim, 3, tmp_path / "m.csv", types=("separate_vocal", "split_stem"))
     data_dir = tmp_path / "host-a"
     argv = ["run", str(manifest), "--data-dir", str(data_dir), "--base-url", sim.base_url, "--ledger-url",
             postgres_url, "--storage", s3_url, *FAST_OPTIONS]
@@ -47,7 +48,7 @@ def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, t
     stored = _stored(s3_url)
     with Ledger.open(data_dir, postgres_url) as led:
         stems = [stem for job in led.jobs_by_status(["downloaded"]) for stem in led.stems_for_job(job.job_id)]
-    assert len({stem.job_id for stem in stems}) == 4 and all(stem.status == "downloaded" for stem in stems)
+    assert len({stem.job_id for stem in stems}) == 3 and all(stem.status == "downloaded" for stem in stems)
     for stem in stems:  # every stem in the bucket, its bytes and its metadata matching the ledger
         assert stored[stem.path] == (stem.bytes, stem.sha256, stem.sha256), stem.path
         assert (data_dir / stem.path).is_file()  # the worker's local cache, for the analysis
@@ -72,3 +73,10 @@ def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, t
     assert not (tmp_path / "reader").exists()
     published = [key for key in _stored(s3_url) if key.startswith("catalog/")]
     assert "catalog/CURRENT" in published and len({key.split("/")[2] for key in published if "/versions/" in key}) == 2
+
+    # An export on yet another host fetches the stems it needs from the storage, verified, into its data directory.
+    exporter = tmp_path / "exporter"
+    export = runner.invoke(app, ["export", str(tmp_path / "dataset"), "--data-dir", str(exporter), "--storage", s3_url])
+    assert export.exit_code == 0, export.output
+    assert sorted(p.relative_to(exporter).as_posix() for p in exporter.rglob("*.mp3")) == sorted(s.path for s in stems)
+    assert len([p for p in (tmp_path / "dataset").rglob("*.mp3") if p.name != "mixture.mp3"]) == len(stems)
