@@ -31,6 +31,11 @@ def _stored(url: str) -> dict[str, tuple[int, str, str]]:
     return found
 
 
+def _file_requests(sim) -> int:
+    """Requests the simulator's file host has answered (stem and mix downloads)."""
+    return sum(count for route, count in sim.stats().requests_by_route.items() if "file" in route)
+
+
 def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, tmp_path, postgres_url, s3_url):
     from typer.testing import CliRunner
 
@@ -41,7 +46,7 @@ def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, t
     argv = ["run", str(manifest), "--data-dir", str(data_dir), "--base-url", sim.base_url, "--ledger-url",
             postgres_url, "--storage", s3_url, *FAST_OPTIONS]
     runner = CliRunner()
-    first = runner.invoke(app, argv)
+    first = runner.invoke(app, [*argv, "--no-analyze"])  # the analysis is left to host B
     assert first.exit_code == 0, first.output
     charged = sum(charge.credits for charge in sim.ledger())
 
@@ -53,20 +58,27 @@ def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, t
         assert stored[stem.path] == (stem.bytes, stem.sha256, stem.sha256), stem.path
         assert (data_dir / stem.path).is_file()  # the worker's local cache, for the analysis
 
-    # Host B: its own, empty data directory; the same ledger and storage.
+    # Host B: its own, empty data directory; the same ledger and storage. It pays nothing, downloads
+    # nothing from the API (so uploads nothing), and analyses from copies fetched from the storage.
+    files_before = _file_requests(sim)
     other = tmp_path / "host-b"
     again = runner.invoke(app, [*argv[:2], "--data-dir", str(other), *argv[4:]])
     assert again.exit_code == 0, again.output
     assert sum(charge.credits for charge in sim.ledger()) == charged
-    assert not list(other.rglob("*.mp3"))  # nothing downloaded, so nothing uploaded
-    assert _stored(s3_url).keys() >= stored.keys()
+    # Its only file requests are the songs' mixes, which the analysis compares the stems with.
+    assert _file_requests(sim) == files_before + len({stem.audio_id for stem in stems})
+    stems_stored = {key: value for key, value in stored.items() if key.startswith("stems/")}
+    assert {key: value for key, value in _stored(s3_url).items() if key.startswith("stems/")} == stems_stored
+    assert sorted(p.relative_to(other).as_posix() for p in other.rglob("*.mp3")
+                  if p.parts[-4] == "stems") == sorted(s.path for s in stems)
 
     # Any host reads the catalog published there, from an empty data directory of its own.
     reader = ["--data-dir", str(tmp_path / "reader"), "--storage", s3_url]
     sql = runner.invoke(app, ["sql", "SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM stems WHERE "
-                              "status = 'downloaded') AS stems", "--format", "json", *reader])
+                              "status = 'downloaded') AS stems, (SELECT count(*) FROM jobs WHERE analyzed_at IS NOT "
+                              "NULL) AS analysed", "--format", "json", *reader])
     assert sql.exit_code == 0, sql.output
-    assert json.loads(sql.output) == [{"runs": 2, "stems": len(stems)}]
+    assert json.loads(sql.output) == [{"runs": 2, "stems": len(stems), "analysed": 3}]
     report = runner.invoke(app, ["report", "spend", "--by", "type", "--format", "json", *reader])
     assert report.exit_code == 0, report.output
     assert sum(row["credits"] for row in json.loads(report.output)) == charged
