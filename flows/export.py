@@ -43,7 +43,8 @@ from stemcat.tasks.export.summary import ExportSummary
 
 log = logging.getLogger(__name__)
 
-# What `export_dataset` refuses with before writing anything: bad options, another export in OUT.
+# What `export_dataset` refuses with before writing anything: bad options, another export in OUT, a
+# storage with no catalog published or that cannot be read.
 ExportRefused = (ExportSettingsError, ExportBusyError, StorageError)
 
 # Audio decoding and encoding release the GIL; the machine this was sized on has 2 cores.
