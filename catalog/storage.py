@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import secrets
 import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -135,6 +136,17 @@ class Storage(ABC):
     def attach(self, con: Any) -> None:
         """Make ``location`` paths readable by the DuckDB connection ``con``."""
 
+    def probe(self) -> None:
+        """Write and delete a small object: a run checks this before it pays for anything it could not store."""
+        key = f"probes/{secrets.token_hex(8)}"
+        try:
+            self.write_bytes(key, b"stemcat")
+            self.delete_under(key)
+        except StorageError as error:
+            raise StorageError(f"storage {self.url} cannot be written: {error}") from None
+        except OSError as error:
+            raise StorageError(f"storage {self.url} cannot be written: {error}") from None
+
     def read_bytes(self, key: str) -> bytes | None:
         """The bytes at ``key``, or None when there is no such object."""
         try:
@@ -199,7 +211,11 @@ class LocalStorage(Storage):
         return sorted(p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
 
     def delete_under(self, prefix: str) -> None:
-        shutil.rmtree(self._path(prefix), ignore_errors=True)
+        path = self._path(prefix)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     def location(self, key: str) -> str:
         return str(self._path(key).resolve())
@@ -275,15 +291,23 @@ class S3Storage(Storage):
     def keys_under(self, prefix: str) -> list[str]:
         base = self._key(prefix)
         try:
-            found = self.fs.find(f"{self.bucket}/{base}")
+            found = self.fs.find(f"{self.bucket}/{base}", detail=True)
         except FileNotFoundError:
             return []
+        except Exception as error:
+            raise StorageError(f"listing {self.url}/{prefix} failed: {_one_line(error)}") from None
         strip = len(self.bucket) + 1 + (len(self.prefix) + 1 if self.prefix else 0)
-        return sorted(path[strip:] for path in found)
+        # Only objects: some servers (SeaweedFS among them) also list the folders a deletion left behind.
+        return sorted(path[strip:] for path, info in found.items()
+                      if info.get("type") == "file" and not path.endswith("/") and len(path) > strip)
 
     def delete_under(self, prefix: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self.fs.rm(f"{self.bucket}/{self._key(prefix)}", recursive=True)
+        except FileNotFoundError:
+            pass
+        except Exception as error:
+            raise StorageError(f"deleting {self.url}/{prefix} failed: {_one_line(error)}") from None
 
     def location(self, key: str) -> str:
         return f"s3://{self._path(key)}"

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from stemcat.catalog import JobStatus, Ledger
 from stemcat.catalog.ledger.urls import chosen_ledger_url
-from stemcat.catalog.storage import StorageConfigError, open_storage
+from stemcat.catalog.storage import StorageError, open_storage
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.orchestration import call_task, new_run_id, run_logging, run_resources
 from stemcat.flows.outcome import finish, summary_of
@@ -157,9 +157,11 @@ async def separate_manifest(
             check_run_inputs(Path(manifest), options.data_dir, separation_type)
         except PreflightError as error:
             return _refused(run_id, manifest, data_dir, dry_run, str(error))
-        try:  # s3fs missing: refused like a bad URL, before anything is paid for
-            open_storage(options.storage_url, options.data_dir)
-        except StorageConfigError as error:
+        try:  # s3fs missing, or a storage this host cannot write: refused before anything is paid for
+            storage = open_storage(options.storage_url, options.data_dir)
+            if storage is not None and not dry_run:
+                await asyncio.to_thread(storage.probe)
+        except StorageError as error:
             return _refused(run_id, manifest, data_dir, dry_run, str(error))
         summary = await _separate(options, Path(manifest), run_id, started)
         log.info("summary: %s", "; ".join(line.removeprefix("- ") for line in summary.markdown().splitlines()[2:]))

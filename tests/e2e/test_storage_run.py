@@ -36,7 +36,8 @@ def _file_requests(sim) -> int:
     return sum(count for route, count in sim.stats().requests_by_route.items() if "file" in route)
 
 
-def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, tmp_path, postgres_url, s3_url):
+def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, tmp_path, postgres_url, s3_url,
+                                                                         monkeypatch):
     from typer.testing import CliRunner
 
     from stemcat.cli.app import app
@@ -46,6 +47,13 @@ def test_stems_go_to_s3_verified_and_a_second_host_pays_and_moves_nothing(sim, t
     argv = ["run", str(manifest), "--data-dir", str(data_dir), "--base-url", sim.base_url, "--ledger-url",
             postgres_url, "--storage", s3_url, *FAST_OPTIONS]
     runner = CliRunner()
+    # A storage this host cannot write to stops the run before anything is paid for.
+    with monkeypatch.context() as wrong:
+        wrong.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        refused = runner.invoke(app, argv)
+    assert refused.exit_code == 2 and "cannot be written" in refused.output, refused.output
+    assert sim.ledger() == [] and "not-the-secret" not in refused.output
+
     first = runner.invoke(app, [*argv, "--no-analyze"])  # the analysis is left to host B
     assert first.exit_code == 0, first.output
     charged = sum(charge.credits for charge in sim.ledger())

@@ -121,3 +121,17 @@ def test_the_cli_refuses_a_bad_storage_url_with_exit_2(tmp_path: Path) -> None:
     assert result.output.strip().splitlines() == ["stemcat: storage URL 'ftp://host/path': use a local path or "
                                                   "s3://bucket/prefix"]
     assert not (tmp_path / "d").exists()
+
+
+def test_a_storage_this_host_cannot_write_is_found_before_anything_is_paid(s3_url: str, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    S3Storage(s3_url).probe()  # the right keys: writes and deletes its probe
+    assert S3Storage(s3_url).keys_under("probes") == []
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-0123456789")
+    with pytest.raises(StorageError, match="cannot be written") as raised:
+        S3Storage(s3_url).probe()
+    assert "\n" not in str(raised.value) and "wrong-secret" not in str(raised.value)
+    (tmp_path / "read-only").mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root writes anywhere
+        with pytest.raises(StorageError, match="cannot be written"):
+            LocalStorage(tmp_path / "read-only").probe()
