@@ -142,10 +142,8 @@ class Storage(ABC):
         try:
             self.write_bytes(key, b"stemcat")
             self.delete_under(key)
-        except StorageError as error:
-            raise StorageError(f"storage {self.url} cannot be written: {error}") from None
-        except OSError as error:
-            raise StorageError(f"storage {self.url} cannot be written: {error}") from None
+        except (StorageError, OSError) as error:
+            raise StorageError(f"storage {self.url} cannot be written: {_one_line(error)}") from None
 
     def read_bytes(self, key: str) -> bytes | None:
         """The bytes at ``key``, or None when there is no such object."""
@@ -165,8 +163,10 @@ class Storage(ABC):
                     raise StorageError(f"{self.url}/{key}: sha256 {got[:12]}… is not the recorded {sha256[:12]}…")
         except FileNotFoundError:
             raise StorageError(f"{self.url}/{key} is missing") from None
-        except OSError as error:
-            raise StorageError(f"fetching {self.url}/{key} failed: {error}") from None
+        except StorageError:
+            raise
+        except Exception as error:  # OSError locally; botocore's and aiohttp's own errors from S3
+            raise StorageError(f"fetching {self.url}/{key} failed: {_one_line(error)}") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
