@@ -125,6 +125,18 @@ class SeaweedServer:
         self._wait_ready()
         self.startup_s = time.monotonic() - started
 
+    @property
+    def endpoint_url(self) -> str:
+        return self.credentials.endpoint_url
+
+    @property
+    def access_key(self) -> str:
+        return self.credentials.access_key
+
+    @property
+    def secret_key(self) -> str:
+        return self.credentials.secret_key
+
     def _wait_ready(self) -> None:
         """Until the bucket exists and takes a write: the gateway answers before the volumes are ready."""
         import botocore.session  # comes with s3fs (through aiobotocore)
