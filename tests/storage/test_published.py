@@ -4,6 +4,7 @@ readers of an older version undisturbed, old versions pruned."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,40 @@ def test_a_pointer_that_is_not_ours_is_a_one_line_error(s3_url: str) -> None:
     storage.write_bytes(CURRENT_KEY, b"not json")
     with pytest.raises(StorageError, match="not a stemcat catalog pointer"):
         read_current(storage)
+
+
+def test_publishers_sharing_a_postgres_ledger_take_turns_across_data_directories(tmp_path: Path,
+                                                                                  postgres_url: str) -> None:
+    from stemcat.catalog import Ledger
+    from stemcat.catalog.published import publishing_lock
+
+    ledger = Ledger.open(tmp_path / "host-a", postgres_url)
+    order: list[str] = []
+    inside, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with publishing_lock(ledger, tmp_path / "host-a"):
+            order.append("first in")
+            inside.set()
+            release.wait(10)
+            order.append("first out")
+
+    def second() -> None:
+        inside.wait(10)
+        with publishing_lock(ledger, tmp_path / "host-b"):  # another host: only the database is shared
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    try:
+        for thread in threads:
+            thread.start()
+        inside.wait(10)
+        time.sleep(0.3)  # time enough for the second to get in, were it not kept out
+        assert order == ["first in"]
+        release.set()
+        for thread in threads:
+            thread.join(10)
+        assert order == ["first in", "first out", "second in"]
+    finally:
+        release.set()
+        ledger.close()
