@@ -41,16 +41,29 @@ LOCK_POLL_S = 0.05
 
 
 def stem_is_intact(data_dir: Path, stem: StemRow, storage: Storage | None = None) -> bool:
-    """A downloaded stem whose file is still there with the recorded sha256 (in `storage` when there is one)."""
+    """A downloaded stem whose file is still there with the recorded sha256 (in `storage` when there is one).
+
+    A stem the storage lacks but this data directory holds intact (downloaded before the run had a
+    storage) is uploaded from here rather than fetched again, which its expired URL may no longer allow.
+    """
     if stem.status != StemStatus.DOWNLOADED or not stem.path or not stem.sha256:
         return False
-    if storage is not None:
-        try:
-            return storage.is_intact(stem.path, size=stem.bytes or 0, sha256=stem.sha256)
-        except StorageError as error:  # unreachable storage: fetch again rather than trust it
-            log.warning("checking stem %s in %s failed: %s", stem.path, storage.url, error)
+    if storage is None:
+        return _local_copy_intact(data_dir, stem)
+    try:
+        if storage.is_intact(stem.path, size=stem.bytes or 0, sha256=stem.sha256):
+            return True
+        if not _local_copy_intact(data_dir, stem):
             return False
-    path = data_dir / stem.path
+        storage.put_file(data_dir / stem.path, stem.path, sha256=stem.sha256)
+        return True
+    except StorageError as error:  # unreachable storage: fetch again rather than trust it
+        log.warning("checking stem %s in %s failed: %s", stem.path, storage.url, error)
+        return False
+
+
+def _local_copy_intact(data_dir: Path, stem: StemRow) -> bool:
+    path = data_dir / str(stem.path)
     return path.is_file() and path.stat().st_size == stem.bytes and sha256_file(path) == stem.sha256
 
 

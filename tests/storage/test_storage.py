@@ -3,6 +3,7 @@ and a local folder: whole, verified objects at validated keys, and nothing left 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -135,3 +136,20 @@ def test_a_storage_this_host_cannot_write_is_found_before_anything_is_paid(s3_ur
     if os.geteuid() != 0:  # root writes anywhere
         with pytest.raises(StorageError, match="cannot be written"):
             LocalStorage(tmp_path / "read-only").probe()
+
+
+def test_a_stem_downloaded_before_the_storage_was_set_is_uploaded_not_fetched_again(tmp_path: Path) -> None:
+    from stemcat.catalog import StemRow, StemStatus
+    from stemcat.tasks.separation.downloads import stem_is_intact
+
+    data_dir, storage = tmp_path / "data", LocalStorage(tmp_path / "shared")
+    (data_dir / "stems/a1/split_stem").mkdir(parents=True)
+    local, sha = _file(data_dir / KEY, 5000)
+    row = StemRow(job_id="j1", audio_id="a1", separation_type="split_stem", stem="vocals",
+                  status=StemStatus.DOWNLOADED, path=KEY, bytes=5000, sha256=sha)
+    assert stem_is_intact(data_dir, row, storage)
+    assert storage.is_intact(KEY, size=5000, sha256=sha)
+    local.write_bytes(b"corrupt")  # the stored copy is the one that counts now
+    assert stem_is_intact(data_dir, row, storage)
+    elsewhere = dataclasses.replace(row, audio_id="a2", path="stems/a2/split_stem/vocals.mp3")
+    assert not stem_is_intact(tmp_path / "other-host", elsewhere, storage)  # in neither place: fetched from the API
