@@ -20,6 +20,7 @@ from stemcat.catalog.atomic_files import replacing, sweep_stale_temps
 from stemcat.catalog.paths import duckdb_path, parquet_path
 from stemcat.catalog.schema import CATALOG_TABLES, TABLES, ColumnKind, arrow_schema
 from stemcat.catalog.snapshots import ensure_snapshot_files
+from stemcat.catalog.storage import Storage
 from stemcat.catalog.views import REPORT_VIEWS
 
 
@@ -44,9 +45,8 @@ _DUCKDB_TYPES: dict[ColumnKind, str] = {
 }
 
 
-def _missing_column_list(table: str, source: Path) -> str:
+def _missing_column_list(table: str, present: set[str]) -> str:
     """``, NULL AS col`` for each declared column an older snapshot lacks (until the next snapshot)."""
-    present = set(pq.read_schema(source).names)
     return "".join(
         f", CAST(NULL AS {_DUCKDB_TYPES[column.kind]}) AS {_identifier(column.name)}"
         for column in TABLES[table].export_columns
@@ -57,13 +57,18 @@ def _missing_column_list(table: str, source: Path) -> str:
 def _create_table_view(con: duckdb.DuckDBPyConnection, table: str, source: Path,
                        relative_to: Path | None = None) -> None:
     named = source.relative_to(relative_to).as_posix() if relative_to is not None else str(source.resolve())
+    create_view_over(con, table, named, set(pq.read_schema(source).names))
+
+
+def create_view_over(con: duckdb.DuckDBPyConnection, table: str, location: str, present: set[str]) -> None:
+    """The view ``table`` over the Parquet file at ``location`` (a path or a URL), whose columns are ``present``."""
     con.execute(
         f"CREATE OR REPLACE VIEW {_identifier(table)} AS"
-        f" SELECT *{_missing_column_list(table, source)} FROM read_parquet({_string_literal(named)})"
+        f" SELECT *{_missing_column_list(table, present)} FROM read_parquet({_string_literal(location)})"
     )
 
 
-def _create_empty_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+def create_empty_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     empty = arrow_schema(table).empty_table()
     staging = f"__stemcat_empty_{table}"
     con.register(staging, empty)
@@ -111,8 +116,15 @@ def connect_catalog_file(data_dir: Path) -> duckdb.DuckDBPyConnection:
                           config={"file_search_path": str(data_dir.resolve())})
 
 
-def open_catalog(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with every catalog table and report view; reads only the Parquet files."""
+def open_catalog(data_dir: Path, storage: Storage | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with every catalog table and report view; reads only the Parquet files.
+
+    With a ``storage``, the catalog last published there (``catalog.published``), not the data directory's.
+    """
+    if storage is not None:
+        from stemcat.catalog.published import open_published_catalog
+
+        return open_published_catalog(storage)
     data_dir = Path(data_dir)
     con = duckdb.connect(":memory:")
     try:
@@ -122,7 +134,7 @@ def open_catalog(data_dir: Path) -> duckdb.DuckDBPyConnection:
             if source.exists():
                 _create_table_view(con, table, source)
             else:
-                _create_empty_table(con, table)
+                create_empty_table(con, table)
         create_report_views(con)
     except BaseException:
         con.close()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from stemcat.catalog import Ledger
 from stemcat.catalog.ledger.urls import chosen_ledger_url
+from stemcat.catalog.storage import open_storage
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.outcome import finish
 from stemcat.client import SunoClient
@@ -80,8 +81,12 @@ async def analyze_catalog(
     max_download_mb: float | None = None,
     analysis_workers: int | None = None,
     ledger_url: str | None = None,
+    storage_url: str | None = None,
 ) -> dict[str, Any] | State:
     """Measure the downloaded stems of a catalog (only unanalysed ones unless ``reanalyze``). Returns the summary.
+
+    With ``storage_url``, stems another host stored there are fetched (verified) into ``data_dir`` first,
+    and the catalog is published there too.
 
     Jobs whose files could not be read end the run Failed (exit status 1), the summary its data.
     """
@@ -94,6 +99,7 @@ async def analyze_catalog(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     summary = AnalysisSummary(data_dir=str(directory), silent_threshold_dbfs=silent_threshold_dbfs,
                               min_snr_db=min_snr_db, reanalyze=reanalyze)
+    storage = open_storage(storage_url, directory)
     ledger = Ledger.open(directory, chosen_ledger_url(ledger_url, None))  # the edges filled it from the environment
     pool = AnalysisPool(analysis_workers)  # decoding and meters: one worker process per core by default
     try:
@@ -101,11 +107,11 @@ async def analyze_catalog(
         outcomes: Counter[str] = Counter()
         async with _mix_client(fetch_mixes, defaults.base_url) as client:
             analyzer = Analyzer(ledger=ledger, data_dir=directory, client=client, thresholds=thresholds,
-                                max_download_bytes=defaults.max_download_bytes, pool=pool)
+                                max_download_bytes=defaults.max_download_bytes, pool=pool, storage=storage)
             for start in range(0, len(job_ids), batch_size):
                 batch = await analyze_jobs(analyzer, job_ids[start:start + batch_size])
                 outcomes.update(batch.values())
-        await publish_catalog(ledger, directory)
+        await publish_catalog(ledger, directory, storage)
     finally:
         pool.close()
         ledger.close()

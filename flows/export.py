@@ -19,6 +19,8 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from stemcat.catalog import catalog_dir
+from stemcat.catalog.published import read_current
+from stemcat.catalog.storage import Storage, StorageError, open_storage
 from stemcat.flows.outcome import finish
 from stemcat.tasks.export.audio import AudioTarget
 from stemcat.tasks.export.datasheet import command_for
@@ -41,17 +43,18 @@ from stemcat.tasks.export.summary import ExportSummary
 
 log = logging.getLogger(__name__)
 
-# What `export_dataset` refuses with before writing anything: bad options, another export in OUT.
-ExportRefused = (ExportSettingsError, ExportBusyError)
+# What `export_dataset` refuses with before writing anything: bad options, another export in OUT, a
+# storage with no catalog published or that cannot be read.
+ExportRefused = (ExportSettingsError, ExportBusyError, StorageError)
 
 # Audio decoding and encoding release the GIL; the machine this was sized on has 2 cores.
 EXPORT_WORKERS = 2
 MIB = 1024 * 1024
 
 
-def export_command_line(out: str, data_dir: str, **option_parameters: Any) -> str:
+def export_command_line(out: str, data_dir: str, storage_url: str | None = None, **option_parameters: Any) -> str:
     """The command that reproduces an export (for the datasheet); raises ExportSettingsError on bad options."""
-    return command_for(Path(out), Path(data_dir), build_options(**option_parameters))
+    return command_for(Path(out), Path(data_dir), build_options(**option_parameters), storage_url)
 
 
 def open_state(out_dir: Path, options: ExportOptions) -> ExportState:
@@ -99,10 +102,10 @@ def _merge(state: ExportState, result: BatchResult, run: ExportRun, summary: Exp
 
 
 def _write_all(state: ExportState, plans: list[TrackPlan], data_dir: Path, out_dir: Path, options: ExportOptions,
-               batch_size: int, run: ExportRun, summary: ExportSummary) -> None:
+               batch_size: int, run: ExportRun, summary: ExportSummary, storage: Storage | None) -> None:
     """Write the tracks in parallel batches, recording each batch as soon as it is done."""
     target = AudioTarget(options.format, options.sample_rate, options.channels)
-    futures = [write_tracks.submit(plans[i:i + batch_size], data_dir, out_dir, target)
+    futures = [write_tracks.submit(plans[i:i + batch_size], data_dir, out_dir, target, storage)
                for i in range(0, len(plans), batch_size)]
     for future in as_completed(futures):
         _merge(state, future.result(), run, summary)
@@ -122,26 +125,30 @@ def _shard_all(state: ExportState, out_dir: Path, options: ExportOptions, run: E
         save_state(out_dir, state)
 
 
-def run_export(out_dir: Path, data_dir: Path, options: ExportOptions, batch_size: int, command: str) -> ExportSummary:
+def run_export(out_dir: Path, data_dir: Path, options: ExportOptions, batch_size: int, command: str,
+               storage: Storage | None = None) -> ExportSummary:
     """The flow's body: must run inside a flow (it submits tasks)."""
     started = time.monotonic()
-    if not catalog_dir(data_dir).is_dir():
+    if storage is not None:
+        if read_current(storage) is None:
+            raise ExportSettingsError(f"no catalog published in {storage.url}: run `stemcat run --storage` first")
+    elif not catalog_dir(data_dir).is_dir():
         raise ExportSettingsError(f"{data_dir} holds no catalog: run `stemcat run` first, or pass --data-dir")
     summary = ExportSummary(out_dir=str(out_dir), data_dir=str(data_dir))
     with export_lock(out_dir):
         state = open_state(out_dir, options)
         redo = frozenset(key for key, track in state.tracks.items() if missing_files(out_dir, track))
-        screening = select_tracks(data_dir, options, state.exported_jobs(), redo)
+        screening = select_tracks(data_dir, options, state.exported_jobs(), redo, storage)
         state.refresh(screening.refreshed)
         run = ExportRun(started_at=time.time(), command=command, excluded=dict(screening.excluded))
         state.runs.append(run)
         plans = _plans(state, options, screening.to_write, run.notes)
-        _write_all(state, plans, data_dir, out_dir, options, batch_size, run, summary)
+        _write_all(state, plans, data_dir, out_dir, options, batch_size, run, summary, storage)
         if options.shards:
             _shard_all(state, out_dir, options, run, summary)
         run.finished_at = time.time()
         save_state(out_dir, state)
-        outputs = write_outputs(out_dir, data_dir, state, options, command)
+        outputs = write_outputs(out_dir, data_dir, state, options, command, storage)
     for refusal in run.refused:
         log.warning("refused %s: %s", refusal.key, refusal.reason)
     return summary.model_copy(update={
@@ -174,8 +181,12 @@ def export_dataset(
     shard_size_mb: float = 256.0,
     batch_size: int = 16,
     command: str | None = None,
+    storage_url: str | None = None,
 ) -> dict[str, Any] | State:
-    """Build (or extend) a stem dataset in OUT from the catalog. Returns the export summary."""
+    """Build (or extend) a stem dataset in OUT from the catalog. Returns the export summary.
+
+    With `storage_url`, the catalog published there and its stems, fetched (verified) into `data_dir` as needed.
+    """
     options = build_options(
         types=types, stems=stems, min_duration_s=min_duration_s, exclude_silent=exclude_silent,
         min_snr_db=min_snr_db, tags=tags, ratios=ratios, audio_format=audio_format, sample_rate=sample_rate,
@@ -183,7 +194,9 @@ def export_dataset(
     )
     out_dir = Path(out)
     source = Path(data_dir)
-    summary = run_export(out_dir, source, options, max(1, batch_size), command or command_for(out_dir, source, options))
+    storage = open_storage(storage_url, source)
+    summary = run_export(out_dir, source, options, max(1, batch_size),
+                         command or command_for(out_dir, source, options, storage_url), storage)
     result = summary.model_dump(mode="json") | {"exit_code": int(summary.exit_code)}
     return finish(result, f"{len(summary.refused)} tracks or shards refused: "
                           + "; ".join(f"{r.key}: {r.reason}" for r in summary.refused[:3]))

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from stemcat.catalog import JobStatus, Ledger
 from stemcat.catalog.ledger.urls import chosen_ledger_url
+from stemcat.catalog.storage import StorageError, open_storage
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.orchestration import call_task, new_run_id, run_logging, run_resources
 from stemcat.flows.outcome import finish, summary_of
@@ -126,6 +127,7 @@ async def separate_manifest(
     ledger_url: str | None = None,
     analysis_workers: int | None = None,
     run_lease_s: float | None = None,
+    storage_url: str | None = None,
 ) -> dict[str, Any] | State:
     """Separate every track of a manifest into stems and catalog them.
 
@@ -147,6 +149,7 @@ async def separate_manifest(
                 callback_url=callback_url, rate_store=rate_store, poll_share=poll_share, analyze=analyze,
                 ledger_url=chosen_ledger_url(ledger_url, None), analysis_workers=analysis_workers,
                 run_lease_s=run_lease_s,
+                storage_url=storage_url,
             )
         except ValidationError as error:
             first = error.errors()[0]
@@ -155,6 +158,12 @@ async def separate_manifest(
         try:  # what the CLI checked before Prefect started, checked again for deployment runs
             check_run_inputs(Path(manifest), options.data_dir, separation_type)
         except PreflightError as error:
+            return _refused(run_id, manifest, data_dir, dry_run, str(error))
+        try:  # s3fs missing, or a storage this host cannot write: refused before anything is paid for
+            storage = open_storage(options.storage_url, options.data_dir)
+            if storage is not None and not dry_run:
+                await asyncio.to_thread(storage.probe)
+        except StorageError as error:
             return _refused(run_id, manifest, data_dir, dry_run, str(error))
         summary = await _separate(options, Path(manifest), run_id, started)
         log.info("summary: %s", "; ".join(line.removeprefix("- ") for line in summary.markdown().splitlines()[2:]))

@@ -47,7 +47,7 @@ async def close_run(ctx: RunContext, summary: RunSummary, *, refused: bool, star
     ctx.ledger.finish_run(run_id, status=status, exit_code=int(summary.exit_code),
                           balance_after=summary.balance_after, summary=summary.model_dump(mode="json"),
                           counts={**summary.counts, **summary.run_columns()})
-    await call_task(publish_catalog, ctx.ledger, data_dir)
+    await call_task(publish_catalog, ctx.ledger, data_dir, ctx.storage)
     await _publish_artifacts(summary, data_dir)
 
 

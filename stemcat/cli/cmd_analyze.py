@@ -16,6 +16,7 @@ from rich.table import Table
 
 from stemcat.cli.common import fail, settings
 from stemcat.cli.ledger_option import LedgerUrlOption, resolve_ledger_url
+from stemcat.cli.storage_option import StorageOption, resolve_storage_url
 from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
 
 console = Console()
@@ -43,6 +44,7 @@ def analyze_command(
     analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
     ledger_url: LedgerUrlOption = None,
+    storage: StorageOption = None,
 ) -> None:
     """Measure downloaded stems (levels, loudness, silence) and how well they add back up to the mix."""
     env = settings()
@@ -51,6 +53,7 @@ def analyze_command(
              "pass --no-fetch-mixes to measure the stems alone")
     directory = data_dir if data_dir is not None else env.data_dir
     ledger_url = resolve_ledger_url(ledger_url, env)
+    storage_url = resolve_storage_url(storage, env)
     if ledger_url is None and not (directory / "ledger.sqlite").exists():
         fail(f"no ledger in {directory}: run `stemcat run MANIFEST` first, or pass --data-dir")
     if verbose:
@@ -62,7 +65,7 @@ def analyze_command(
                                                   ("min_snr_db", min_snr)) if value is not None}
     summary = summary_of_sync(asyncio.run(analyze_catalog(
         data_dir=str(directory), reanalyze=reanalyze, fetch_mixes=fetch_mixes, base_url=base_url or env.base_url,
-        batch_size=batch_size, max_download_mb=env.max_download_mb, ledger_url=ledger_url,
+        batch_size=batch_size, max_download_mb=env.max_download_mb, ledger_url=ledger_url, storage_url=storage_url,
         analysis_workers=analysis_workers or env.analysis_workers, return_state=True, **thresholds,
     )))
     console.print(summary_table(summary))

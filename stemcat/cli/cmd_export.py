@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stemcat.cli.common import data_dir_or_default, fail
+from stemcat.cli.common import data_dir_or_default, fail, settings
+from stemcat.cli.storage_option import StorageOption, resolve_storage_url
 from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
 
 console = Console()
@@ -50,10 +51,12 @@ def export_command(
     shards: Annotated[bool, typer.Option("--shards", help="Also write WebDataset tar shards.")] = False,
     shard_size_mb: Annotated[float, typer.Option(help="Largest shard in MiB.")] = 256.0,
     batch_size: Annotated[int, typer.Option(help="Tracks per Prefect task run.")] = 16,
+    storage: StorageOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
 ) -> None:
     """Export the catalog's stems as a dataset: MUSDB-like folders, metadata.parquet, a datasheet, shards."""
     source = data_dir_or_default(data_dir)
+    storage_url = resolve_storage_url(storage, settings())
     params: dict[str, Any] = dict(
         types=types, stems=stems, min_duration_s=min_duration_s, exclude_silent=exclude_silent, min_snr_db=min_snr_db,
         tags=tags, ratios=ratios, audio_format=audio_format.value, sample_rate=sample_rate, channels=channels,
@@ -65,9 +68,10 @@ def export_command(
     from stemcat.flows.outcome import summary_of_sync
 
     try:
-        command = export_command_line(str(out), str(source), **params)
+        command = export_command_line(str(out), str(source), storage_url, **params)
         summary = summary_of_sync(export_dataset(out=str(out), data_dir=str(source), batch_size=batch_size,
-                                                 command=command, return_state=True, **params))
+                                                 command=command, storage_url=storage_url, return_state=True,
+                                                 **params))
     except ExportRefused as error:
         fail(f"export: {error}")
     console.print(summary_table(summary))

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from stemcat.cli.common import settings
+from stemcat.cli.storage_option import StorageOption, open_catalog_or_exit, storage_or_exit
 from stemcat.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -57,22 +58,24 @@ class ReportOptions:
     fmt: Format | None = None
     data_dir: Path | None = None
     plot: Path | None = None
+    storage: str | None = None
 
 
 report_app = typer.Typer(no_args_is_help=False, help="Reports from the catalog (works while a run is in progress).")
 
 
 @contextmanager
-def _catalog(ctx: typer.Context, data_dir: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
-    from stemcat.catalog import catalog_dir, ledger_path, open_catalog
+def _catalog(ctx: typer.Context, data_dir: Path | None, storage: str | None) -> Iterator[duckdb.DuckDBPyConnection]:
+    from stemcat.catalog import catalog_dir, ledger_path
 
     parent = ctx.obj if isinstance(ctx.obj, ReportOptions) else ReportOptions()
     directory = data_dir or parent.data_dir or settings().data_dir
-    if not catalog_dir(directory).is_dir() and not ledger_path(directory).exists():
+    published = storage_or_exit(storage or parent.storage, settings(), directory)
+    if published is None and not catalog_dir(directory).is_dir() and not ledger_path(directory).exists():
         err_console.print(f"[red]No catalog in {directory}.[/red] "
-                          "Run `stemcat run MANIFEST` first, or pass --data-dir.")
+                          "Run `stemcat run MANIFEST` first, or pass --data-dir (or --storage).")
         raise typer.Exit(ExitCode.BAD_CONFIG)
-    con = open_catalog(directory)
+    con = open_catalog_or_exit(directory, published)
     try:
         yield con
     finally:
@@ -105,10 +108,10 @@ def _plot(con: duckdb.DuckDBPyConnection, out_dir: Path | None, fmt: Format) -> 
         target.print(f"chart: {path}")
 
 
-def _single(ctx: typer.Context, fmt: Format | None, data_dir: Path | None, plot: Path | None, title: str,
-            build: Callable[[duckdb.DuckDBPyConnection], pd.DataFrame]) -> None:
+def _single(ctx: typer.Context, fmt: Format | None, data_dir: Path | None, storage: str | None, plot: Path | None,
+            title: str, build: Callable[[duckdb.DuckDBPyConnection], pd.DataFrame]) -> None:
     chosen, out_dir = _resolve(ctx, fmt, plot)
-    with _catalog(ctx, data_dir) as con:
+    with _catalog(ctx, data_dir, storage) as con:
         _show(build(con), chosen, title)
         _plot(con, out_dir, chosen)
 
@@ -130,14 +133,15 @@ def report_overview(
     ctx: typer.Context,
     fmt: FormatOption = None,
     data_dir: DataDirOption = None,
+    storage: StorageOption = None,
     plot: PlotOption = None,
 ) -> None:
     """Without a subcommand: an overview (spend, usable audio, stems, failures, expiring links)."""
-    ctx.obj = ReportOptions(fmt=fmt, data_dir=data_dir, plot=plot)
+    ctx.obj = ReportOptions(fmt=fmt, data_dir=data_dir, plot=plot, storage=storage)
     if ctx.invoked_subcommand is not None:
         return
     chosen = fmt or Format.table
-    with _catalog(ctx, data_dir) as con:
+    with _catalog(ctx, data_dir, storage) as con:
         frames = {name: (title, build(con)) for name, (title, build) in _overview_reports().items()}
         if chosen is Format.json:
             records = {name: json.loads(frame.to_json(orient="records", date_format="iso"))
@@ -160,6 +164,7 @@ def report_spend(
                                         "separation type, or tag.")] = SpendBy.day,
     fmt: FormatOption = None,
     data_dir: DataDirOption = None,
+    storage: StorageOption = None,
     plot: PlotOption = None,
 ) -> None:
     """Credits committed, from the ledger (runs also show the balance change they observed)."""
@@ -167,16 +172,17 @@ def report_spend(
 
     # By type or tag the rows add up every credit ever committed: the title says so.
     span = ", all time" if by in (SpendBy.type, SpendBy.tag) else ""
-    _single(ctx, fmt, data_dir, plot, f"spend by {by.value}{span}", lambda con: spend_report(con, by.value))
+    _single(ctx, fmt, data_dir, storage, plot, f"spend by {by.value}{span}", lambda con: spend_report(con, by.value))
 
 
 @report_app.command("stems")
 def report_stems(ctx: typer.Context, fmt: FormatOption = None, data_dir: DataDirOption = None,
+                 storage: StorageOption = None,
                  plot: PlotOption = None) -> None:
     """Stems per type and name: counts, downloads, hours, silent ones."""
     from stemcat.catalog.reports import stems_report
 
-    _single(ctx, fmt, data_dir, plot, "stems", stems_report)
+    _single(ctx, fmt, data_dir, storage, plot, "stems", stems_report)
 
 
 @report_app.command("quality")
@@ -188,6 +194,7 @@ def report_quality(
                                           "up to the mix (implies --tracks).")] = False,
     fmt: FormatOption = None,
     data_dir: DataDirOption = None,
+    storage: StorageOption = None,
     plot: PlotOption = None,
 ) -> None:
     """Analysed stem quality: loudness, peaks, clipping, silence, and how stems add up to the mix."""
@@ -195,18 +202,19 @@ def report_quality(
 
     if tracks or low_snr:
         title = "separations with low reconstruction SNR" if low_snr else "quality per separation"
-        _single(ctx, fmt, data_dir, plot, title, lambda con: track_quality_report(con, low_snr_only=low_snr))
+        _single(ctx, fmt, data_dir, storage, plot, title, lambda con: track_quality_report(con, low_snr_only=low_snr))
     else:
-        _single(ctx, fmt, data_dir, plot, "quality per stem", quality_report)
+        _single(ctx, fmt, data_dir, storage, plot, "quality per stem", quality_report)
 
 
 @report_app.command("failures")
 def report_failures(ctx: typer.Context, fmt: FormatOption = None, data_dir: DataDirOption = None,
+                    storage: StorageOption = None,
                     plot: PlotOption = None) -> None:
     """Failed jobs and downloads, rejected manifest rows and quality problems, by reason."""
     from stemcat.catalog.reports import failures_report
 
-    _single(ctx, fmt, data_dir, plot, "failures by reason", failures_report)
+    _single(ctx, fmt, data_dir, storage, plot, "failures by reason", failures_report)
 
 
 @report_app.command("expiring")
@@ -215,19 +223,21 @@ def report_expiring(
     days: Annotated[float, typer.Option(min=0, help="Show links that expire within this many days.")] = 3.0,
     fmt: FormatOption = None,
     data_dir: DataDirOption = None,
+    storage: StorageOption = None,
     plot: PlotOption = None,
 ) -> None:
     """Stems not downloaded yet whose links expire soon (a rerun downloads them for free until then)."""
     from stemcat.catalog.reports import expiring_report
 
-    _single(ctx, fmt, data_dir, plot, f"links expiring within {days:g} days",
+    _single(ctx, fmt, data_dir, storage, plot, f"links expiring within {days:g} days",
             lambda con: expiring_report(con, days))
 
 
 @report_app.command("usable")
 def report_usable(ctx: typer.Context, fmt: FormatOption = None, data_dir: DataDirOption = None,
+                  storage: StorageOption = None,
                   plot: PlotOption = None) -> None:
     """Credits per minute of usable (downloaded, non-silent) stem audio."""
     from stemcat.catalog.reports import usable_report
 
-    _single(ctx, fmt, data_dir, plot, "credits per usable minute", usable_report)
+    _single(ctx, fmt, data_dir, storage, plot, "credits per usable minute", usable_report)

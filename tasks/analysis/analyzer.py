@@ -2,7 +2,9 @@
 
 Per song, the mix is fetched once (free, see ``tasks.separation.mixes``); then each of its separations is
 measured in one streaming pass over its stems and the mix (``decode``) in a worker
-process (``pool``), and stored in one ledger transaction. Never pays for anything and never downloads a stem.
+process (``pool``), and stored in one ledger transaction. Never pays for anything and never downloads a stem
+from the API; with a storage (``--storage``), a stem stored there but not in this data directory (another
+host downloaded it) is fetched from the storage first, verified by its sha256.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from stemcat.catalog import Job, JobQualityRow, Ledger, StemQualityRow, StemRow, StemStatus
 from stemcat.catalog.atomic_files import sha256_file
+from stemcat.catalog.storage import Storage, StorageError
 from stemcat.client import SunoClient
 from stemcat.tasks.analysis.decode import JobRequest, decode_job
 from stemcat.tasks.analysis.metrics import JobMetrics, QualityThresholds
@@ -52,7 +55,9 @@ class Analyzer:
         max_download_bytes: int = DEFAULT_MAX_MIX_BYTES,
         counts: Counter[str] | None = None,
         pool: AnalysisPool | None = None,
+        storage: Storage | None = None,
     ) -> None:
+        self.storage = storage
         self.ledger = ledger
         self.data_dir = Path(data_dir)
         self.client = client
@@ -89,6 +94,8 @@ class Analyzer:
 
     async def _analyse_job(self, job: Job, mix_path: Path | None, mix_problem: str | None) -> AnalysisOutcome:
         stems = await asyncio.to_thread(self.ledger.stems_for_job, job.job_id)
+        if self.storage is not None:
+            await asyncio.to_thread(_fetch_missing, self.storage, self.data_dir, stems)
         on_disk = {stem.stem: path for stem in stems if (path := _file_on_disk(self.data_dir, stem)) is not None}
         if not on_disk:
             return AnalysisOutcome.SKIPPED
@@ -128,6 +135,16 @@ class Analyzer:
 
 def _load_jobs(ledger: Ledger, job_ids: list[str]) -> list[Job]:
     return [job for job in (ledger.get_job(job_id) for job_id in dict.fromkeys(job_ids)) if job is not None]
+
+
+def _fetch_missing(storage: Storage, data_dir: Path, stems: list[StemRow]) -> None:
+    """Bring downloaded stems that are not in this data directory over from the storage (verified)."""
+    for stem in stems:
+        if stem.status == StemStatus.DOWNLOADED and stem.path and stem.sha256 and not (data_dir / stem.path).is_file():
+            try:
+                storage.fetch(stem.path, data_dir / stem.path, sha256=stem.sha256)
+            except StorageError as error:  # measured without it; the job's row says which stem was missing
+                log.warning("fetching stem %s from %s failed: %s", stem.path, storage.url, error)
 
 
 def _file_on_disk(data_dir: Path, stem: StemRow) -> Path | None:

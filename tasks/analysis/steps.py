@@ -31,6 +31,7 @@ async def analyze_batch(
         max_download_bytes=ctx.options.max_download_bytes,
         counts=ctx.counts,
         pool=shared_pool(ctx.options.analysis_workers),
+        storage=ctx.storage,
     )
     outcomes = await analyzer.analyse(job_ids)
     return {job_id: outcome.value for job_id, outcome in outcomes.items()}

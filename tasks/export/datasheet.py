@@ -78,9 +78,11 @@ def figures(state: ExportState) -> DatasetFigures:
     return result
 
 
-def command_for(out_dir: Path, data_dir: Path, options: ExportOptions) -> str:
+def command_for(out_dir: Path, data_dir: Path, options: ExportOptions, storage_url: str | None = None) -> str:
     """The `stemcat export` command line that reproduces these options."""
     words = ["stemcat", "export", str(out_dir), "--data-dir", str(data_dir)]
+    if storage_url:
+        words += ["--storage", storage_url]
     for separation_type in options.types:
         words += ["--type", separation_type]
     for stem in options.stems or ():

@@ -16,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from stemcat.catalog import open_catalog
+from stemcat.catalog.storage import Storage
 from stemcat.tasks.export.audio import AudioTarget, SourceMismatch
 from stemcat.tasks.export.datasheet import write_datasheet
 from stemcat.tasks.export.metadata import write_metadata
@@ -59,8 +60,9 @@ class ShardResult:
     refused: list[Refusal] = field(default_factory=list)
 
 
-def select(data_dir: Path, options: ExportOptions, exported_jobs: Mapping[str, str], redo: frozenset[str]) -> Screening:
-    con = open_catalog(data_dir)
+def select(data_dir: Path, options: ExportOptions, exported_jobs: Mapping[str, str], redo: frozenset[str],
+           storage: Storage | None = None) -> Screening:
+    con = open_catalog(data_dir, storage)
     try:
         candidates = select_candidates(con, options)
     finally:
@@ -70,17 +72,19 @@ def select(data_dir: Path, options: ExportOptions, exported_jobs: Mapping[str, s
 
 @task(name="export-select", cache_policy=NONE, retries=0)
 def select_tracks(
-    data_dir: Path, options: ExportOptions, exported_jobs: dict[str, str], redo: frozenset[str]
+    data_dir: Path, options: ExportOptions, exported_jobs: dict[str, str], redo: frozenset[str],
+    storage: Storage | None = None,
 ) -> Screening:
-    """Read the catalog and decide which tracks to write (free, read-only)."""
-    return select(data_dir, options, exported_jobs, redo)
+    """Read the catalog (the one published in ``storage`` if given) and decide which tracks to write."""
+    return select(data_dir, options, exported_jobs, redo, storage)
 
 
-def write_batch(plans: Sequence[TrackPlan], data_dir: Path, out_dir: Path, target: AudioTarget) -> BatchResult:
+def write_batch(plans: Sequence[TrackPlan], data_dir: Path, out_dir: Path, target: AudioTarget,
+                storage: Storage | None = None) -> BatchResult:
     result = BatchResult()
     for plan in plans:
         try:
-            result.written.append(write_track(plan, data_dir, out_dir, target))
+            result.written.append(write_track(plan, data_dir, out_dir, target, storage))
         except SourceMismatch as error:
             result.refused.append(Refusal(key=plan.key, reason=str(error)))
         except sf.LibsndfileError as error:  # verified bytes that still do not decode
@@ -89,9 +93,10 @@ def write_batch(plans: Sequence[TrackPlan], data_dir: Path, out_dir: Path, targe
 
 
 @task(name="export-write-tracks", cache_policy=NONE, retries=0)
-def write_tracks(plans: list[TrackPlan], data_dir: Path, out_dir: Path, target: AudioTarget) -> BatchResult:
-    """Verify the sources of a batch of tracks and write their files."""
-    return write_batch(plans, data_dir, out_dir, target)
+def write_tracks(plans: list[TrackPlan], data_dir: Path, out_dir: Path, target: AudioTarget,
+                 storage: Storage | None = None) -> BatchResult:
+    """Verify the sources of a batch of tracks (fetching missing ones from ``storage``) and write their files."""
+    return write_batch(plans, data_dir, out_dir, target, storage)
 
 
 def plan_shards(state: ExportState, out_dir: Path, limit_bytes: int) -> list[ShardJob]:
@@ -139,9 +144,10 @@ class Outputs:
     credits_by_type: dict[str, int]
 
 
-def finish(out_dir: Path, data_dir: Path, state: ExportState, options: ExportOptions, command: str) -> Outputs:
+def finish(out_dir: Path, data_dir: Path, state: ExportState, options: ExportOptions, command: str,
+           storage: Storage | None = None) -> Outputs:
     metadata = write_metadata(out_dir, state)
-    con = open_catalog(data_dir)
+    con = open_catalog(data_dir, storage)
     try:
         credits = credits_spent(con, sorted({(t.info.audio_id, t.info.separation_type) for t in state.tracks.values()}))
     finally:
@@ -151,6 +157,7 @@ def finish(out_dir: Path, data_dir: Path, state: ExportState, options: ExportOpt
 
 
 @task(name="export-write-metadata", cache_policy=NONE, retries=1, retry_delay_seconds=1)
-def write_outputs(out_dir: Path, data_dir: Path, state: ExportState, options: ExportOptions, command: str) -> Outputs:
+def write_outputs(out_dir: Path, data_dir: Path, state: ExportState, options: ExportOptions, command: str,
+                  storage: Storage | None = None) -> Outputs:
     """Rewrite metadata.parquet, the datasheet README.md and its chart from the export manifest."""
-    return finish(out_dir, data_dir, state, options, command)
+    return finish(out_dir, data_dir, state, options, command, storage)

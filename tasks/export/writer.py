@@ -1,7 +1,9 @@
 """Write one planned track into the MUSDB-like layout: ``{split}/{key}/mixture.{ext}`` and a file per stem.
 
 Every source stem is checked against the catalog's size and SHA-256 before anything is read
-or linked; one mismatch refuses the whole track (its mixture would be wrong too). The mix
+or linked; one mismatch refuses the whole track (its mixture would be wrong too). With a storage
+(``--storage``), a stem missing or wrong in the data directory is first fetched from there into
+it (verified by its SHA-256 on the way), so any host can export what any other downloaded. The mix
 file is used for the mixture only when the catalog holds its checksum and it matches;
 otherwise the mixture is the sum of the stems.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from stemcat.catalog.atomic_files import fsync_dir
+from stemcat.catalog.storage import Storage, StorageError
 from stemcat.tasks.export.audio import (
     AudioHeader,
     AudioTarget,
@@ -52,12 +55,28 @@ def source_path(data_dir: Path, relative: str, what: str) -> Path:
     return candidate
 
 
-def _verified_stems(plan: TrackPlan, data_dir: Path) -> dict[str, VerifiedSource]:
+def _verified_local(storage: Storage | None, path: Path, relative: str, sha256: str, size: int | None,
+                    what: str) -> None:
+    """Verify ``path``; when it fails and there is a storage, fetch the stored copy (verified) and check again."""
+    try:
+        verify_file(path, sha256, size, what)
+        return
+    except SourceMismatch:
+        if storage is None:
+            raise
+    try:
+        storage.fetch(relative, path, sha256=sha256)
+    except StorageError as error:
+        raise SourceMismatch(f"{what}: {error}") from None
+    verify_file(path, sha256, size, what)
+
+
+def _verified_stems(plan: TrackPlan, data_dir: Path, storage: Storage | None) -> dict[str, VerifiedSource]:
     sources: dict[str, VerifiedSource] = {}
     for stem in plan.candidate.stems:
         what = f"stem {stem.stem}"
         path = source_path(data_dir, stem.path, what)
-        verify_file(path, stem.sha256, stem.bytes, what)
+        _verified_local(storage, path, stem.path, stem.sha256, stem.bytes, what)
         try:
             header = read_header(path)
         except RuntimeError as error:  # soundfile's LibsndfileError
@@ -84,9 +103,10 @@ def _usable_mix(plan: TrackPlan, data_dir: Path, shape: AudioHeader) -> Verified
     return VerifiedSource(path, mix.sha256, header)
 
 
-def write_track(plan: TrackPlan, data_dir: Path, out_dir: Path, target: AudioTarget) -> ExportedTrack:
+def write_track(plan: TrackPlan, data_dir: Path, out_dir: Path, target: AudioTarget,
+                storage: Storage | None = None) -> ExportedTrack:
     """Write every output of ``plan``; raises ``SourceMismatch`` (nothing recorded) when a source fails."""
-    sources = _verified_stems(plan, data_dir)
+    sources = _verified_stems(plan, data_dir, storage)
     shape = next(iter(sources.values())).header
     frames = max(s.header.frames for s in sources.values())
     mix = _usable_mix(plan, data_dir, shape)

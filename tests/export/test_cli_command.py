@@ -24,10 +24,10 @@ def _parsed_options(command: str):
     context = click_group.make_context("stemcat", words[1:2] + words[2:])
     sub = click_group.get_command(context, "export")
     params = sub.make_context("export", words[2:]).params
-    out, data_dir = params.pop("out"), params.pop("data_dir")
+    out, data_dir, storage = params.pop("out"), params.pop("data_dir"), params.pop("storage")
     params.pop("batch_size"), params.pop("verbose")
     params["audio_format"] = params["audio_format"].value
-    return out, data_dir, build_options(**params)
+    return out, (data_dir, storage), build_options(**params)
 
 
 @pytest.mark.parametrize("options", [
@@ -38,6 +38,12 @@ def _parsed_options(command: str):
 ])
 def test_datasheet_command_reproduces_the_options(options, tmp_path):
     out, data_dir = tmp_path / "my dataset", tmp_path / "data"
-    parsed_out, parsed_data, parsed = _parsed_options(command_for(out, data_dir, options))
-    assert (Path(parsed_out), Path(parsed_data)) == (out, data_dir)
+    parsed_out, (parsed_data, storage), parsed = _parsed_options(command_for(out, data_dir, options))
+    assert (Path(parsed_out), Path(parsed_data), storage) == (out, data_dir, None)
     assert parsed == options
+
+
+def test_datasheet_command_names_the_storage_it_read(tmp_path):
+    command = command_for(tmp_path / "out", tmp_path / "data", build_options(), "s3://bucket/stems")
+    _out, (_data, storage), _options = _parsed_options(command)
+    assert storage == "s3://bucket/stems"
