@@ -130,6 +130,7 @@ async def separate_inbox(
     poll_share: float | None = None,
     analyze: bool | None = None,
     ledger_url: str | None = None,
+    storage_url: str | None = None,
 ) -> Any:
     """Separate every manifest of `inbox` (a folder, a glob, or one file) that has work left.
 

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from stemcat.catalog import JobStatus, Ledger
 from stemcat.catalog.ledger.urls import chosen_ledger_url
+from stemcat.catalog.storage import StorageConfigError, open_storage
 from stemcat.exit_codes import ExitCode
 from stemcat.flows.orchestration import call_task, new_run_id, run_logging, run_resources
 from stemcat.flows.outcome import finish, summary_of
@@ -125,6 +126,7 @@ async def separate_manifest(
     analyze: bool = True,
     ledger_url: str | None = None,
     analysis_workers: int | None = None,
+    storage_url: str | None = None,
 ) -> dict[str, Any] | State:
     """Separate every track of a manifest into stems and catalog them.
 
@@ -145,6 +147,7 @@ async def separate_manifest(
                 poll_max_s=poll_max_s, job_timeout_s=job_timeout_s, max_download_mb=max_download_mb,
                 callback_url=callback_url, rate_store=rate_store, poll_share=poll_share, analyze=analyze,
                 ledger_url=chosen_ledger_url(ledger_url, None), analysis_workers=analysis_workers,
+                storage_url=storage_url,
             )
         except ValidationError as error:
             first = error.errors()[0]
@@ -153,6 +156,10 @@ async def separate_manifest(
         try:  # what the CLI checked before Prefect started, checked again for deployment runs
             check_run_inputs(Path(manifest), options.data_dir, separation_type)
         except PreflightError as error:
+            return _refused(run_id, manifest, data_dir, dry_run, str(error))
+        try:  # s3fs missing: refused like a bad URL, before anything is paid for
+            open_storage(options.storage_url, options.data_dir)
+        except StorageConfigError as error:
             return _refused(run_id, manifest, data_dir, dry_run, str(error))
         summary = await _separate(options, Path(manifest), run_id, started)
         log.info("summary: %s", "; ".join(line.removeprefix("- ") for line in summary.markdown().splitlines()[2:]))

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 RUN_SETTINGS = (
     "base_url", "callback_url", "rate_store", "rate_limit", "rate_window_s", "poll_share", "concurrency",
     "download_concurrency", "batch_size", "poll_initial_s", "poll_max_s", "job_timeout_s", "max_download_mb",
-    "ledger_url", "analysis_workers",
+    "ledger_url", "analysis_workers", "storage_url",
 )
 
 
@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     analysis_workers: int | None = Field(default=None, ge=1, description="Processes that decode and measure audio.")
     ledger_url: str | None = Field(default=None, repr=False, description="postgresql://… ledger shared by "
                                    "several hosts; unset: ledger.sqlite in the data directory.")
+    storage_url: str | None = Field(default=None, description="Stems and the published catalog: a local path or "
+                                    "s3://bucket/prefix (keys from the AWS_* variables); unset: the data directory.")
 
     def has_api_key(self) -> bool:
         return bool(self.api_key and self.api_key.get_secret_value().strip())

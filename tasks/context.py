@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.catalog.ledger.runs import DEFAULT_RUN_LEASE_S
+from stemcat.catalog.storage import Storage, StorageConfigError, check_storage_url, open_storage
 from stemcat.client import SunoClient
 from stemcat.client.endpoints import DEFAULT_BASE_URL
 from stemcat.client.ratelimit.defaults import DEFAULT_POLL_SHARE, DEFAULT_RATE_LIMIT, DEFAULT_WINDOW_S
@@ -70,6 +71,18 @@ class RunOptions(BaseModel):
                                          "(None: one per core).")
     ledger_url: str | None = Field(default=None, exclude=True, repr=False,
                                    description="postgresql://… ledger; None: ledger.sqlite in data_dir.")
+    storage_url: str | None = Field(default=None, description="Where stems (and the published catalog) are "
+                                    "stored: a local path or s3://bucket/prefix; None: the data directory.")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_storage(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_storage_url(value)
+        except StorageConfigError as error:
+            raise ValueError(str(error)) from None
 
     @classmethod
     def build(cls, **parameters: Any) -> RunOptions:
@@ -141,6 +154,8 @@ class RunContext:
         self.stop_reason: str | None = None
         self.download_slots = asyncio.Semaphore(options.download_concurrency)
         self.window = JobWindow(options.concurrency * options.batch_size)
+        # None: stems live in the data directory only (the one-machine default).
+        self.storage: Storage | None = open_storage(options.storage_url, options.data_dir)
 
     def stop_submitting(self, reason: str) -> None:
         if self.stop_reason is None:

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from stemcat.cli.ledger_option import LedgerUrlOption, resolve_ledger_url
 from stemcat.cli.common import data_dir_or_default, fail, settings
+from stemcat.cli.storage_option import StorageOption, resolve_storage_url
 from stemcat.exit_codes import ExitCode
 from stemcat.settings import quiet_prefect_environment, verbose_prefect_environment
 
@@ -106,6 +107,7 @@ def run(
     analysis_workers: AnalysisWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
     ledger_url: LedgerUrlOption = None,
+    storage: StorageOption = None,
 ) -> None:
     """Separate every track of MANIFEST into stems, download them, and update the catalog."""
     from stemcat.flows.preflight import PreflightError, check_run_inputs
@@ -120,6 +122,7 @@ def run(
         poll_max_s=poll_max, job_timeout_s=job_timeout, max_download_mb=max_download_mb, callback_url=callback_url,
         rate_store=rate_store, poll_share=poll_share, analyze=analyze,
         ledger_url=resolve_ledger_url(ledger_url, env), analysis_workers=analysis_workers,
+        storage_url=resolve_storage_url(storage, env),
     ))
     if not env.has_api_key():
         fail("SUNO_API_KEY is not set: export your key (it is only ever sent in the Authorization header), "

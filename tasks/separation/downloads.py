@@ -4,6 +4,11 @@ A stem lands at `DATA_DIR/stems/{audio_id}/{type}/{stem}.mp3` only after it was
 streamed (and hashed) to a `.part` file under a byte cap, decoded end to end and
 fsynced; the rename is the commit. A stem already on disk is kept when its sha256
 still matches the ledger, and fetched again for free when it is lost or corrupt.
+
+With a storage (`--storage`, e.g. `s3://bucket/prefix`) the verified file is then uploaded
+to the same key there, and only then is the stem recorded as downloaded; the storage copy is
+the one that counts (`stem_is_intact`), so another host with its own data directory finds the
+stem stored and fetches nothing. The local file stays as this worker's cache for the analysis.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 from stemcat.catalog import JobStatus, Ledger, StemRow, StemStatus
 from stemcat.catalog.atomic_files import move_into_place, sha256_file
+from stemcat.catalog.storage import Storage, StorageError
 from stemcat.client import DownloadExpired, SunoError
 from stemcat.tasks.analysis.checks import StemCheck
 from stemcat.tasks.analysis.decode import UndecodableAudio
@@ -34,10 +40,16 @@ DOWNLOAD_ATTEMPTS = 3
 LOCK_POLL_S = 0.05
 
 
-def stem_is_intact(data_dir: Path, stem: StemRow) -> bool:
-    """A downloaded stem whose file is still there with the recorded sha256."""
+def stem_is_intact(data_dir: Path, stem: StemRow, storage: Storage | None = None) -> bool:
+    """A downloaded stem whose file is still there with the recorded sha256 (in `storage` when there is one)."""
     if stem.status != StemStatus.DOWNLOADED or not stem.path or not stem.sha256:
         return False
+    if storage is not None:
+        try:
+            return storage.is_intact(stem.path, size=stem.bytes or 0, sha256=stem.sha256)
+        except StorageError as error:  # unreachable storage: fetch again rather than trust it
+            log.warning("checking stem %s in %s failed: %s", stem.path, storage.url, error)
+            return False
     path = data_dir / stem.path
     return path.is_file() and path.stat().st_size == stem.bytes and sha256_file(path) == stem.sha256
 
@@ -61,8 +73,8 @@ async def _current_rows(ctx: RunContext, job_id: str) -> dict[str, tuple[StemRow
     rows = await ctx.writes.read(Ledger.stems_for_job, job_id)
     if not any(row.status == StemStatus.DOWNLOADED for row in rows):  # nothing on disk to check
         return {row.stem: (row, False) for row in rows}
-    data_dir = ctx.options.data_dir
-    intact = await asyncio.to_thread(lambda: [stem_is_intact(data_dir, row) for row in rows])
+    data_dir, storage = ctx.options.data_dir, ctx.storage
+    intact = await asyncio.to_thread(lambda: [stem_is_intact(data_dir, row, storage) for row in rows])
     return {row.stem: (row, ok) for row, ok in zip(rows, intact, strict=True)}
 
 
@@ -73,7 +85,7 @@ def _place_stem(part: Path, final: Path) -> None:
 
 async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
     """Download the stems of one job (or verify them on disk); returns each stem's final status, in order."""
-    data_dir = ctx.options.data_dir
+    data_dir, storage = ctx.options.data_dir, ctx.storage
     statuses: dict[str, str] = {}
     wanted: list[tuple[StemRow, Path]] = []
     for stem in stems:
@@ -84,7 +96,7 @@ async def download_stems(ctx: RunContext, stems: list[StemRow]) -> list[str]:
             statuses[stem.stem] = StemStatus.FAILED
     # Only stems the ledger calls downloaded can be intact on disk: fresh jobs skip the file checks.
     if wanted and all(stem.status == StemStatus.DOWNLOADED for stem, _ in wanted):
-        intact = await asyncio.to_thread(lambda: [stem_is_intact(data_dir, stem) for stem, _ in wanted])
+        intact = await asyncio.to_thread(lambda: [stem_is_intact(data_dir, stem, storage) for stem, _ in wanted])
         if all(intact):
             statuses.update((stem.stem, StemStatus.DOWNLOADED) for stem, _ in wanted)
             wanted = []
@@ -178,6 +190,13 @@ async def _fetch_stem(ctx: RunContext, stem: StemRow, relpath: Path, final: Path
             last_error = str(error)
             part.unlink(missing_ok=True)
             continue
+        if ctx.storage is not None:
+            try:  # stored whole and verified before the ledger calls it downloaded
+                await asyncio.to_thread(ctx.storage.put_file, final, relpath.as_posix(), sha256=result.sha256)
+            except StorageError as error:
+                last_error = str(error)
+                break  # the API's copy is fine; a later run uploads again
+            ctx.counts["stems_stored"] += 1
         await ctx.writes.write(
             Ledger.record_stem_download, stem.job_id, stem.stem, path=str(relpath), bytes=result.bytes,
             sha256=result.sha256, duration_s=facts.duration_s, sample_rate=facts.sample_rate, channels=facts.channels,
