@@ -5,10 +5,16 @@ Either worker is SIGKILLed at the moments of `tests.killtest` (between charge an
 mid-download, mid-catalog write, anywhere) and started again; PostgreSQL itself is crashed
 (`pg_ctl stop -m immediate`) and started again once, halfway through the kills. The simulator's
 charge ledger is the judge (`tests.killtest.audit`): no (audioId, type) pair charged twice, every
-pair charged, every worker's stems verified, no duplicate catalog rows, the ledger's spend what the
-API charged; runs stopped by the outage end with status 1 and one line, never a traceback.
+pair charged, every stem verified (in the bucket, or in each worker's data directory), no duplicate
+catalog rows, the ledger's spend and each catalog's what the API charged; runs stopped by the outage
+end with status 1 and one line, never a traceback.
 
-    python -m tests.killtest_workers --kills 40          # prints its figures
+    python -m tests.killtest_workers --kills 40 --tracks 72     # stems on SeaweedFS; prints its figures
+    python -m tests.killtest_workers --stems local              # stems in each data directory
+
+A kill is aimed only at a worker whose run has opened its row in the ledger (a kill during the
+interpreter's start-up tests nothing), and none is aimed while a run alive at the crash has not
+yet ended by itself: how it meets the lost ledger is audited.
 
 A killed worker's runs keep their lease on the ledger for 60 s (another host cannot tell a dead
 run from a slow one sooner). The harness knows better: once it has reaped a worker's process it
