@@ -36,7 +36,7 @@ killtest: $(STAMP)
 
 # Two workers sharing a throwaway PostgreSQL ledger (crashed once) and stems on a SeaweedFS server.
 killtest-workers: $(STAMP)
-	$(BIN)/python -m tests.killtest_workers --kills 40
+	$(BIN)/python -m tests.killtest_workers --kills 40 --tracks 72
 
 clean:
 	rm -rf $(VENV) stemcat-data .pytest_cache
