@@ -41,10 +41,12 @@ from typing import IO, Any
 from tests.killtest import (
     MOMENTS,
     ROOT,
+    BucketStems,
     KillReport,
     StemStore,
     at_moment,
     audit,
+    catalog_spend,
     manifest_keys,
     pending_jobs,
     run_command,
@@ -254,8 +256,6 @@ class TwoWorkerKillTest:
 
     def _catalog_current(self, worker: Worker) -> bool:
         """Whether the catalog `worker` last published shows every credit the ledger has committed."""
-        from tests.killtest import catalog_spend
-
         return self.probe.spend_total() == catalog_spend(worker.data_dir)
 
     def _ended_by_itself(self, worker: Worker) -> None:
@@ -382,7 +382,6 @@ def main() -> None:
 
 def _start_s3(stack: Any) -> tuple[str, StemStore]:
     """A SeaweedFS server for the stems; the AWS variables point this process and the workers at it."""
-    from tests.killtest import BucketStems
     from tests.servers.seaweedfs import SeaweedServer, find_weed
 
     weed = find_weed()
