@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench killtest clean
+.PHONY: demo test test-fast bench killtest killtest-workers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 
 killtest: $(STAMP)
 	$(BIN)/python -m tests.killtest --kills 100
+
+# Two workers sharing a throwaway PostgreSQL ledger (crashed once) and stems on a SeaweedFS server.
+killtest-workers: $(STAMP)
+	$(BIN)/python -m tests.killtest_workers --kills 40 --tracks 72
 
 clean:
 	rm -rf $(VENV) stemcat-data .pytest_cache

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from stemcat.catalog import Ledger, LedgerWriter
+from stemcat.catalog import Ledger, LedgerBusyError, LedgerUnavailableError, LedgerWriter
 from stemcat.catalog.atomic_files import creating_if_absent
 from stemcat.services.body_limit import BodyLimit
 from stemcat.services.serving import LoopbackServer
@@ -137,7 +137,14 @@ def build_app(store: StoreCallback, secret: bytes, on_callback: OnCallback | Non
         if not isinstance(payload, dict):
             return JSONResponse({"code": 400, "msg": "body is not a JSON object"}, status_code=400)
         task_id, code = _task_id_and_code(payload)
-        await store(token, task_id, code, payload)
+        try:
+            await store(token, task_id, code, payload)
+        except (LedgerUnavailableError, LedgerBusyError) as error:
+            # Not stored, so not acknowledged: a 503 makes the API send it again, and a ledger
+            # server that is down for a moment is an expected outcome (one line, no traceback).
+            log.warning("callback for job %s not stored, answered 503: %s", token, error)
+            return JSONResponse({"code": 503, "msg": "ledger unavailable, retry"}, status_code=503,
+                                headers={"Retry-After": "1"})
         if on_callback is not None:
             on_callback(token, payload)
         return JSONResponse({"code": 200, "msg": "ok"})

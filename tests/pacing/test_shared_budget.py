@@ -21,6 +21,7 @@ from stemcat.client.ratelimit.arrivals import current_admission
 from stemcat.client.ratelimit.rules import PacingParams, PacingState
 from stemcat.sim import SimConfig, SimServer
 
+from .admission_audit import install_admission_audit
 from .conftest import busiest_window
 
 LIMIT = 8
@@ -113,28 +114,10 @@ PG_LIMIT = 10
 PG_WINDOW = 1.0
 PG_SAFETY = 0.25  # a 0.25 s guard, for processes descheduled on a loaded machine
 PG_PER_PROCESS = 15
-AUDIT = (
-    "CREATE TABLE admission_audit (seq bigserial PRIMARY KEY, ticket bigint NOT NULL, at float8 NOT NULL)",
-    "CREATE FUNCTION audit_admission() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$ BEGIN INSERT INTO admission_audit (ticket, at) VALUES (NEW.ticket, NEW.at); RETURN NULL; END $$",
-    "CREATE TRIGGER audit AFTER INSERT OR UPDATE ON rate_admissions FOR EACH ROW EXECUTE FUNCTION audit_admission()",
-)
-
-
 @pytest.fixture(scope="module")
 def fast_sim() -> Iterator[SimServer]:
     with SimServer(SimConfig(rate_limit=PG_LIMIT, rate_window_s=PG_WINDOW, prerender=False), port=0) as server:
         yield server
-
-
-async def _open_budget(url: str, budget: str) -> PacingState:
-    from stemcat.client.ratelimit.stores.postgres import PostgresAdmissionStore
-
-    store = PostgresAdmissionStore(url, budget)
-    try:
-        return await store.state()  # creates the tables
-    finally:
-        await store.aclose()
 
 
 def _recorded_times(url: str, tickets: list[int]) -> list[float]:
@@ -151,13 +134,7 @@ def _recorded_times(url: str, tickets: list[int]) -> list[float]:
 def test_two_processes_sharing_a_postgres_store_stay_under_the_cap(
     fast_sim: SimServer, postgres_url: str, tmp_path: Path
 ) -> None:
-    import psycopg
-
-    api_key = os.environ["SUNO_API_KEY"]
-    asyncio.run(_open_budget(postgres_url, budget_id(fast_sim.base_url, api_key)))
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        for statement in AUDIT:
-            con.execute(statement)
+    install_admission_audit(postgres_url, budget_id(fast_sim.base_url, os.environ["SUNO_API_KEY"]))
     before = fast_sim.stats().rate_limited
     results = run_two_processes(postgres_url, fast_sim.base_url, tmp_path, limit=PG_LIMIT, window=PG_WINDOW,
                                 safety=PG_SAFETY, per_process=PG_PER_PROCESS)

@@ -65,3 +65,28 @@ async def test_the_receiver_refuses_an_oversized_body_and_stores_nothing(ledger_
         await writes.drain()
         writes.close()
         ledger.close()
+
+
+def test_a_callback_arriving_while_the_ledger_server_is_down_is_refused_with_503_then_stored(
+    tmp_path: Path, postgres_server, postgres_url: str, caplog
+) -> None:
+    """`stemcat callbacks serve` outlives a PostgreSQL restart: no traceback, a 503 the API retries."""
+    ledger = Ledger.open(tmp_path, postgres_url)
+    secret = b"s" * 32
+    payload = {"code": 200, "msg": "ok", "data": {"task_id": "remote-1"}}
+    try:
+        with CallbackReceiver(ledger, secret) as receiver:
+            url = callback_url(receiver.base_url, secret, "job-1")
+            postgres_server.stop("immediate")
+            try:
+                refused = httpx.post(url, json=payload, timeout=30)
+            finally:
+                postgres_server.start()
+            accepted = httpx.post(url, json=payload, timeout=30)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert accepted.status_code == 200
+        assert [c["remote_task_id"] for c in ledger.callbacks_for_token("job-1")] == ["remote-1"]
+        warnings = [r for r in caplog.records if "not stored, answered 503" in r.getMessage()]
+        assert len(warnings) == 1 and warnings[0].exc_info is None
+    finally:
+        ledger.close()
