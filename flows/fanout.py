@@ -118,16 +118,17 @@ def _cell(value: object) -> str:
 def fanout_markdown(manifest: str, deployment: str, children: list[ChildRun]) -> str:
     done = sum(1 for child in children if child.completed)
     lines = [f"# stemcat fan-out `{manifest}`", "",
-             f"- child runs of `{deployment}`: {len(children)}, completed: {done}, not completed: {len(children) - done}",
+             f"- child runs of `{deployment}`: {len(children)}, completed: {done}, "
+             f"not completed: {len(children) - done}",
              f"- credits committed: {sum(child.credits_committed or 0 for child in children)}; "
              f"jobs downloaded: {sum(child.downloaded or 0 for child in children)} "
              "(— where a child's result is not readable from the parent's host)", "",
              "| child run | manifest | shard | state | exit | submitted | downloaded | credits | message |",
              "|---|---|---|---|---|---:|---:|---:|---|"]
     for child in children:
-        lines.append(f"| {child.name} | `{child.manifest}` | {child.shard} | {child.state} | {_cell(child.exit_code)} | "
-                     f"{_cell(child.submitted)} | {_cell(child.downloaded)} | {_cell(child.credits_committed)} | "
-                     f"{_cell(child.message if not child.completed else None)} |")
+        lines.append(f"| {child.name} | `{child.manifest}` | {child.shard} | {child.state} | "
+                     f"{_cell(child.exit_code)} | {_cell(child.submitted)} | {_cell(child.downloaded)} | "
+                     f"{_cell(child.credits_committed)} | {_cell(child.message if not child.completed else None)} |")
     return "\n".join(lines)
 
 
@@ -190,7 +191,8 @@ async def separate_fanout(
         return _refused(f"no manifest in {manifest!r} (.csv, .tsv, .jsonl or .parquet files)")
 
     planned = child_parameters(manifests, shards, passed)
-    log.info("fan-out: %d manifests x %d shards = %d child runs of %s", len(manifests), shards, len(planned), deployment)
+    log.info("fan-out: %d manifests x %d shards = %d child runs of %s", len(manifests), shards, len(planned),
+             deployment)
     try:
         children = list(await asyncio.gather(*(_run_child(deployment, name, parameters, wait_s)
                                                 for name, parameters in planned)))
@@ -200,8 +202,8 @@ async def separate_fanout(
     result = {"manifest": manifest, "deployment": deployment, "shards": shards,
               "credits_committed": sum(child.credits_committed or 0 for child in children),
               "children": [child.model_dump(mode="json") for child in children]}
-    await create_markdown_artifact(key="stemcat-fanout-summary", markdown=fanout_markdown(manifest, deployment, children),
-                                   description="stemcat fan-out run")
+    await create_markdown_artifact(key="stemcat-fanout-summary", description="stemcat fan-out run",
+                                   markdown=fanout_markdown(manifest, deployment, children))
     failed = [child for child in children if not child.completed]
     if failed:
         reasons = "; ".join(f"{child.name} {child.state}" + (f": {child.message}" if child.message else "")

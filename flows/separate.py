@@ -153,8 +153,9 @@ async def separate_manifest(
             )
         except ValidationError as error:
             first = error.errors()[0]
-            return _refused(run_id, manifest, data_dir, dry_run,
-                            f"bad parameter {'.'.join(map(str, first['loc']))}: {first['msg'].removeprefix('Value error, ')}")
+            reason = str(first['msg']).removeprefix('Value error, ')
+            where = '.'.join(map(str, first['loc']))
+            return _refused(run_id, manifest, data_dir, dry_run, f"bad parameter {where}: {reason}")
         try:  # what the CLI checked before Prefect started, checked again for deployment runs
             check_run_inputs(Path(manifest), options.data_dir, separation_type)
         except PreflightError as error:

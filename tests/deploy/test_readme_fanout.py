@@ -114,7 +114,8 @@ def test_fanout_fails_naming_the_broken_children_and_a_rerun_finishes_paying_not
     assert "tracks.csv-shard-2-of-2" in watched[0], watched[0]  # prefect flow-run ls
     expected = Counter(shard_of(audio_id, 2) for audio_id in first_ids)
     for shard in (1, 2):  # the summary artifact holds each child's figures, read from its result
-        row = re.search(rf"tracks\.csv-shard-{shard}-of-2 \|[^|]*\| {shard}/2 \| (\w+) \| 0 \| \d+ \| (\d+) \|", watched[1])
+        pattern = rf"tracks\.csv-shard-{shard}-of-2 \|[^|]*\| {shard}/2 \| (\w+) \| 0 \| \d+ \| (\d+) \|"
+        row = re.search(pattern, watched[1])
         assert row and row.groups() == ("COMPLETED", str(expected[shard - 1])), watched[1]
 
     # Fixed: two new tracks and two of the first manifest's (overlap: already paid, must not be paid again).
@@ -124,6 +125,7 @@ def test_fanout_fails_naming_the_broken_children_and_a_rerun_finishes_paying_not
     assert code == 0 and rerun["state"]["type"] == "COMPLETED", (rerun["state"], _worker_logs(cluster))
     every_id = first_ids + _audio_ids(extra)
     assert _charges(sim_url, set(every_id)) == Counter(every_id), "a pair charged twice, or not at all"
-    took = [(cluster["logs"] / f"scale-worker-{n}.log").read_text().count("Submitting flow run") for n in range(WORKERS)]
+    logs = [(cluster["logs"] / f"scale-worker-{n}.log").read_text() for n in range(WORKERS)]
+    took = [log.count("submitting flow run") for log in logs]
     print(f"\nfan-out walk-through: {time.monotonic() - cluster['started']:.1f} s "
           f"(flow runs each worker took: {took})", file=sys.stderr)
