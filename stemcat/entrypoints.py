@@ -1,8 +1,9 @@
 """Deployment entry points: the edge where a worker's environment becomes flow parameters.
 
 A deployment whose worker should honour ``STEMCAT_*`` / ``SUNO_BASE_URL`` points here
-(``stemcat/entrypoints.py:separate_manifest``, ``:separate_inbox``, ``:analyze_catalog``,
-``:export_dataset``) instead of at ``flows/``: each of these flows has the same name and
+(``stemcat/entrypoints.py:separate_manifest`` or ``:separate_inbox``; the analysis and export
+flows' are in ``stemcat/entrypoints_catalog.py``, so that a separation run, which loads this
+module in a fresh process, does not import them) instead of at ``flows/``: each has the same name and
 parameters as the one it wraps, fills the ones a deployment left unset from the worker's
 environment (``stemcat.settings``, the same variables the CLI reads), and runs the wrapped flow's
 body in the same flow run. The flows themselves never read the environment.
@@ -20,7 +21,7 @@ from prefect import flow
 from prefect.flows import Flow
 from prefect.states import State
 
-from stemcat.flows import analyze, export, fanout, inbox, separate
+from stemcat.flows import fanout, inbox, separate
 from stemcat.settings import load_settings
 
 
@@ -31,7 +32,7 @@ def _filled(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[st
     return {name: value for name, value in filled.items() if name in signature.parameters}  # only this flow's own
 
 
-def _from_environment(wrapped: Flow[..., Any]) -> Flow[..., Any]:
+def from_environment(wrapped: Flow[..., Any]) -> Flow[..., Any]:
     """A flow named and shaped like `wrapped` whose unset parameters come from the environment.
 
     Its result is persisted (a small summary) so the parent of a fanned-out run can read a child's figures.
@@ -50,10 +51,8 @@ def _from_environment(wrapped: Flow[..., Any]) -> Flow[..., Any]:
                 task_runner=wrapped.task_runner)(body)
 
 
-separate_manifest = _from_environment(separate.separate_manifest)
-separate_inbox = _from_environment(inbox.separate_inbox)
-analyze_catalog = _from_environment(analyze.analyze_catalog)
-export_dataset = _from_environment(export.export_dataset)
+separate_manifest = from_environment(separate.separate_manifest)
+separate_inbox = from_environment(inbox.separate_inbox)
 
 # The parent of a fanned-out run reads no environment on purpose: it passes its children only the
 # parameters it was given, and each child's worker fills the rest from its own environment (the

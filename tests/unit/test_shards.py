@@ -96,3 +96,19 @@ def test_the_parent_passes_on_only_parameters_of_the_child() -> None:
     # storage_url is the child's once the storage branch (issue 14 §4) lands; until then a run that sets it fails.
     assert own - theirs <= {"storage_url"}, own - theirs
     assert {"shard_index", "shard_count"} <= theirs
+
+
+@pytest.mark.parametrize(("manifest", "shards", "message"), [
+    ("m.csv", 0, "shards must be at least 1, got 0"),
+    ("missing", 2, "inbox folder"),
+    ("empty", 2, "no manifest in"),
+])
+def test_a_bad_fanout_is_refused_before_any_child_starts(tmp_path: Path, monkeypatch, manifest, shards,
+                                                          message) -> None:
+    import asyncio
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    state = asyncio.run(separate_fanout.fn(manifest=manifest, shards=shards))
+    assert state.is_failed() and message in state.message and "\n" not in state.message
+    assert state.data["exit_code"] == 2 and state.data["children"] == []
