@@ -23,7 +23,7 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Failed, State
 from pydantic import BaseModel
 
@@ -99,9 +99,15 @@ async def _summary(flow_run: FlowRun) -> dict[str, Any]:
 async def _run_child(deployment: str, name: str, parameters: dict[str, Any], wait_s: float | None) -> ChildRun:
     shard = f"{parameters['shard_index'] + 1}/{parameters['shard_count']}"
     key = f"{runtime.flow_run.id}:{name}"  # a retried parent reuses its children instead of starting more
-    flow_run = await run_deployment(  # type: ignore[misc]
-        deployment, parameters=parameters, flow_run_name=name, timeout=wait_s, poll_interval=CHILD_POLL_S,
-        idempotency_key=key, as_subflow=True)
+    try:
+        flow_run = await run_deployment(  # type: ignore[misc]
+            deployment, parameters=parameters, flow_run_name=name, timeout=wait_s, poll_interval=CHILD_POLL_S,
+            idempotency_key=key, as_subflow=True)
+    except ObjectNotFound:
+        raise  # no such deployment: every child would fail alike, the whole fan-out is refused
+    except PrefectHTTPStatusError as error:  # the server refused this child (its parameters): the others go on
+        return ChildRun(name=name, manifest=parameters["manifest"], shard=shard, state="NOT_STARTED",
+                        message=f"the Prefect server refused the run: {error.response.text[:300]}")
     state = flow_run.state
     summary = await _summary(flow_run)
     return ChildRun(name=name, manifest=parameters["manifest"], shard=shard, flow_run_id=str(flow_run.id),
@@ -172,7 +178,8 @@ async def separate_fanout(
 ) -> dict[str, Any] | State:
     """Separate `manifest` (a file, an inbox folder or a glob) as `shards` child runs of `deployment` per manifest.
 
-    Waits for every child (at most `wait_s` seconds each; None: however long). The other parameters
+    Waits for every child (at most `wait_s` seconds each; None: however long: a child still running
+    then counts as not completed, and keeps running). The other parameters
     are the child's, passed on when set; unset ones the child's worker fills from its environment.
     `max_credits` caps the whole fan-out: it is split evenly between the children. Ends Failed,
     naming them, when any child did not complete.
