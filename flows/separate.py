@@ -128,10 +128,14 @@ async def separate_manifest(
     analysis_workers: int | None = None,
     run_lease_s: float | None = None,
     storage_url: str | None = None,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
 ) -> dict[str, Any] | State:
     """Separate every track of a manifest into stems and catalog them.
 
     A tunable left None takes its default from `RunOptions` (the one place defaults are written).
+    With `shard_index` and `shard_count` the run keeps only the manifest rows of that shard
+    (tasks/shards.py): what each child of a fanned-out run (flows/fanout.py) does.
     Returns the run summary; a run that does not end with exit status 0 ends in a Failed state
     whose message is the reason and whose data is the same summary.
     """
@@ -150,11 +154,13 @@ async def separate_manifest(
                 ledger_url=chosen_ledger_url(ledger_url, None), analysis_workers=analysis_workers,
                 run_lease_s=run_lease_s,
                 storage_url=storage_url,
+                shard_index=shard_index, shard_count=shard_count,
             )
         except ValidationError as error:
             first = error.errors()[0]
-            return _refused(run_id, manifest, data_dir, dry_run,
-                            f"bad parameter {'.'.join(map(str, first['loc']))}: {first['msg']}")
+            reason = str(first['msg']).removeprefix('Value error, ')
+            where = '.'.join(map(str, first['loc']))
+            return _refused(run_id, manifest, data_dir, dry_run, f"bad parameter {where}: {reason}")
         try:  # what the CLI checked before Prefect started, checked again for deployment runs
             check_run_inputs(Path(manifest), options.data_dir, separation_type)
         except PreflightError as error:

@@ -28,6 +28,7 @@ from stemcat.tasks.context import RunAborted, RunContext, RunOptions, WorkItem
 from stemcat.tasks.manifest import iter_manifest
 from stemcat.tasks.separation.planning import Plan, classify
 from stemcat.tasks.separation.steps import plan_batch
+from stemcat.tasks.shards import sharded
 from stemcat.tasks.tracks import stage_rows, stage_tracks
 
 MANIFEST_CHUNK_ROWS = 10_000
@@ -66,7 +67,8 @@ async def plan_manifest(ctx: RunContext, manifest: Path, summary: RunSummary) ->
     """Pass 1: validate every row, record rejects and tracks, and plan every key."""
     plan = Plan()
     rejects_path = ctx.options.data_dir / "rejects" / f"{ctx.run_id}.csv"
-    for chunk in iter_manifest(manifest, default_type=ctx.options.default_type, chunk_rows=MANIFEST_CHUNK_ROWS):
+    chunks = iter_manifest(manifest, default_type=ctx.options.default_type, chunk_rows=MANIFEST_CHUNK_ROWS)
+    for chunk in sharded(chunks, ctx.options.shard):  # a fanned-out child keeps only its shard's rows
         keys, expansion_rejects = await call_task(stage_tracks, ctx.ledger, ctx.client, quote(chunk.rows),
                                                   str(manifest), ctx.run_id)
         plan.rows += len(chunk.rows) - len(expansion_rejects)
@@ -93,7 +95,8 @@ async def iter_work(ctx: RunContext, manifest: Path) -> AsyncIterator[list[WorkI
     """Pass 2: the manifest again, as batches of work items (tracks come from the ledger now)."""
     batch: list[WorkItem] = []
     size = ctx.options.batch_size
-    for chunk in iter_manifest(manifest, default_type=ctx.options.default_type, chunk_rows=size):
+    for chunk in sharded(iter_manifest(manifest, default_type=ctx.options.default_type, chunk_rows=size),
+                         ctx.options.shard):
         keys, _ = await stage_rows(ctx.ledger, ctx.client, chunk.rows, manifest=str(manifest), run_id=ctx.run_id,
                                    write=False)
         if not keys:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.catalog.ledger.runs import DEFAULT_RUN_LEASE_S
@@ -27,6 +27,7 @@ from stemcat.client.ratelimit.defaults import DEFAULT_POLL_SHARE, DEFAULT_RATE_L
 from stemcat.exit_codes import ExitCode
 from stemcat.services.callbacks import CallbackHub
 from stemcat.tasks.separation.actions import ResubmitPolicy
+from stemcat.tasks.shards import Shard
 from stemcat.tasks.separation.window import JobWindow
 
 
@@ -52,6 +53,10 @@ class RunOptions(BaseModel):
     resubmit_failed: bool = False
     resubmit_expired: bool = False
     force: bool = False
+    # A child of a fanned-out run (flows/fanout.py) keeps only its shard of the manifest (tasks/shards.py).
+    shard_count: int | None = Field(default=None, ge=1, description="Shards the manifest is split into.")
+    shard_index: int | None = Field(default=None, ge=0, validate_default=True,
+                                    description="The shard this run keeps (0-based); None with shard_count None.")
     rate_limit: int = Field(default=DEFAULT_RATE_LIMIT, ge=1)
     rate_window_s: float = Field(default=DEFAULT_WINDOW_S, gt=0)
     concurrency: int = Field(default=4, ge=1, description="Jobs in flight, in batches: concurrency x batch_size jobs.")
@@ -86,6 +91,27 @@ class RunOptions(BaseModel):
             return check_storage_url(value)
         except StorageConfigError as error:
             raise ValueError(str(error)) from None
+
+    @field_validator("shard_index")
+    @classmethod
+    def _shard_pair(cls, index: int | None, info: ValidationInfo) -> int | None:
+        if "shard_count" not in info.data:  # shard_count itself was refused: that error is the one to report
+            return index
+        count = info.data["shard_count"]
+        if count is None and index is not None:
+            raise ValueError("needs shard_count too (give both or neither)")
+        if count is not None and index is None:
+            raise ValueError(f"missing: shard_count={count} needs a shard_index from 0 to {count - 1}")
+        if count is not None and index is not None and index >= count:
+            raise ValueError(f"must be below shard_count ({count}), got {index}")
+        return index
+
+    @property
+    def shard(self) -> Shard | None:
+        """The part of the manifest this run keeps; None: all of it."""
+        if self.shard_count is None or self.shard_index is None:
+            return None
+        return Shard(index=self.shard_index, count=self.shard_count)
 
     @classmethod
     def build(cls, **parameters: Any) -> RunOptions:

@@ -15,8 +15,10 @@ def test_deployment_entrypoint_and_parameters(deployment, monkeypatch):
     monkeypatch.chdir(ROOT)
     flow = load_flow_from_entrypoint(deployment["entrypoint"])
     given = dict(deployment["parameters"])
-    if deployment["entrypoint"].endswith(":separate_manifest"):
+    if deployment["entrypoint"].endswith((":separate_manifest", ":separate_fanout")):
         given.setdefault("manifest", "given-at-run-time.csv")  # the on-demand deployment's `-p manifest=`
+    if deployment["entrypoint"].endswith(":export_dataset"):
+        given.setdefault("out", "given-at-run-time")
     accepted = flow.validate_parameters(given)
     for name, value in deployment["parameters"].items():
         assert accepted[name] == value
@@ -24,7 +26,18 @@ def test_deployment_entrypoint_and_parameters(deployment, monkeypatch):
     if deployment["schedules"]:  # a scheduled run that finds the last one still going gives way
         assert deployment["schedules"][0]["cron"]
         assert deployment["concurrency_limit"]["collision_strategy"] == "CANCEL_NEW"
-    assert deployment["concurrency_limit"]["limit"] == 1
+    if deployment["name"] == "separate-shard":  # a fan-out's children run side by side, on every worker
+        assert "concurrency_limit" not in deployment
+    else:
+        assert deployment["concurrency_limit"]["limit"] == 1
+
+
+def test_the_fanout_parent_starts_the_declared_child_deployment():
+    by_name = {d["name"]: d for d in DEPLOYMENTS}
+    flow_name, _, child = by_name["separate-fanout"]["parameters"]["deployment"].partition("/")
+    assert child in by_name and by_name[child]["entrypoint"].endswith(":separate_manifest")
+    assert flow_name == "stemcat-separate"
+    assert by_name[child]["work_pool"] == by_name["separate-fanout"]["work_pool"]
 
 
 def test_no_hidden_variables_and_no_pull_steps():
