@@ -64,7 +64,8 @@ class Sizes:
     worker_jobs: int = 80  # row 10: jobs per case, all workers together
     worker_cases: tuple[row10_workers.Case, ...] = (
         row10_workers.Case(1, False), row10_workers.Case(2, False), row10_workers.Case(4, False),
-        row10_workers.Case(2, True), row10_workers.Case(4, True))
+        row10_workers.Case(2, True), row10_workers.Case(4, True), row10_workers.Case(1, False, callbacks=False),
+        row10_workers.Case(4, False, callbacks=False))
     claim_keys: int = 1_000  # row 11: timed claims per process and case
     quick: bool = False
 

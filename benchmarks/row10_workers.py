@@ -22,7 +22,8 @@ does not count: with callbacks only the payer's receiver is called).
 
 Measured: finished jobs (keys whose job is `downloaded` in the ledger, sampled every 0.25 s)
 per second from one window after the first API request (past the empty window's burst) to the
-last one finishing; the ideal is the cap's rate ÷ 1 request per job (callbacks). API requests per
+last one finishing; the ideal is the cap's rate ÷ 1 request per job with callbacks, ÷ 2 without
+(the cases whose callback URL the simulator cannot reach: every job is polled). API requests per
 finished job are the simulator's counts (submits, polls, balance reads, generation look-ups)
 over the whole run ÷ the keys finished. The baseline is 1 worker, measured in the same invocation.
 """
@@ -51,7 +52,7 @@ from stemcat.sim.render import Renderer
 from stemcat.sim.songs import song_name
 
 VOCAL_FILES = ("vocals", "instrumental")
-IDEAL_REQUESTS_PER_JOB = 1  # the submit; its callback brings the result
+UNREACHABLE_RECEIVER = "http://127.0.0.1:9"  # discard port: the simulator's callbacks never arrive
 API_ROUTES = {"generate": "submit", "record_info": "poll", "credit": "balance", "generation": "look-up"}
 
 
@@ -59,10 +60,16 @@ API_ROUTES = {"generate": "submit", "record_info": "poll", "credit": "balance", 
 class Case:
     workers: int
     overlap: bool
+    callbacks: bool = True
+
+    @property
+    def ideal_requests_per_job(self) -> int:
+        return 1 if self.callbacks else 2  # the submit; without its callback, one poll too
 
     def label(self) -> str:
         name = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
-        return name + (", overlapping manifests" if self.overlap else (", disjoint shards" if self.workers > 1 else ""))
+        name += ", overlapping manifests" if self.overlap else (", disjoint shards" if self.workers > 1 else "")
+        return name + ("" if self.callbacks else ", no callbacks (every job polled)")
 
 
 @dataclass(frozen=True)
@@ -164,19 +171,20 @@ def finished_rate(finished: Sequence[tuple[float, int]], first_request_at: float
 
 
 def _start_worker(env: BenchEnv, where: Path, manifest_rows: list[str], *, base_url: str, ledger_url: str,
-                  cap: Cap) -> tuple[subprocess.Popen[bytes], float]:
+                  cap: Cap, callbacks: bool) -> tuple[subprocess.Popen[bytes], float]:
     manifest = where / "manifest.csv"
     manifest.write_text("\n".join(["task_id,audio_id,type", *manifest_rows]) + "\n")
     proc = env.start_module("stemcat", [
         "run", str(manifest), "--data-dir", str(where / "data"), "--base-url", base_url, "--ledger-url", ledger_url,
         "--type", "separate_vocal", "--rate-limit", str(cap.limit), "--rate-window", f"{cap.window_s:g}",
-        "--no-analyze"], log=where / "worker.log")
+        "--no-analyze", *([] if callbacks else ["--callback-url", UNREACHABLE_RECEIVER])], log=where / "worker.log")
     return proc, time.monotonic()
 
 
 def run_case(env: BenchEnv, cluster: Cluster, case: Case, *, jobs: int, cap: Cap, quick: bool) -> CaseResult:
     root, spec = song_set(env, quick=quick)
-    where = env.scratch(f"workers-{case.workers}{'-overlap' if case.overlap else ''}")
+    where = env.scratch(f"workers-{case.workers}{'-overlap' if case.overlap else ''}"
+                        f"{'' if case.callbacks else '-polled'}")
     config = SimConfig(seed=404, songs="realistic", realistic=spec, cache_dir=root, rate_limit=cap.limit,
                        rate_window_s=cap.window_s, initial_credits=PLENTY_OF_CREDITS, callback_attempts=1)
     ledger_url = cluster.database()
@@ -185,7 +193,8 @@ def run_case(env: BenchEnv, cluster: Cluster, case: Case, *, jobs: int, cap: Cap
         parts = manifests(rows, case.workers, overlap=case.overlap)
         with CounterSampler(sim, every_s=0.25) as requests, FinishedSampler(ledger_url) as finished:
             started = [_start_worker(env, env.scratch(f"worker-{index}"), part, base_url=sim.base_url,
-                                     ledger_url=ledger_url, cap=cap) for index, part in enumerate(parts)]
+                                     ledger_url=ledger_url, cap=cap, callbacks=case.callbacks)
+                       for index, part in enumerate(parts)]
             deadline = time.monotonic() + 180 + 3 * jobs / cap.rate
             walls = []
             for proc, began in started:
@@ -215,7 +224,7 @@ def run_case(env: BenchEnv, cluster: Cluster, case: Case, *, jobs: int, cap: Cap
 
 def _row(letter: str, result: CaseResult, baseline: CaseResult | None, cap: Cap, spec: RealisticSongs,
          describe_pg: str) -> Row:
-    ideal = cap.rate / IDEAL_REQUESTS_PER_JOB
+    ideal = cap.rate / result.case.ideal_requests_per_job
     kinds = ", ".join(f"{kind} {n}" for kind, n in result.requests.items() if n)
     rate = f"{result.jobs_per_s:.3f} jobs/s ({result.jobs_per_s / ideal:.2f} of the ideal {ideal:g})"
     if not result.steady:
@@ -224,10 +233,13 @@ def _row(letter: str, result: CaseResult, baseline: CaseResult | None, cap: Cap,
     stemcat = (f"{rate} · {result.requests_per_job:.3f} requests/job ({kinds}; {result.jobs} jobs){share}; "
                f"430s: {result.refused_430}; busiest window {result.busiest}/{cap.limit}")
     if baseline is None or baseline is result:
-        base, ratio = "the cap: " + f"{ideal:g} jobs/s at 1 request/job", f"{result.jobs_per_s / ideal:.2f} of ideal"
+        base = f"the cap: {ideal:g} jobs/s at {result.case.ideal_requests_per_job} request/job"
+        ratio = f"{result.jobs_per_s / ideal:.2f} of ideal"
     else:
         base = f"1 worker: {baseline.jobs_per_s:.3f} jobs/s, {baseline.requests_per_job:.3f} requests/job"
         ratio = f"{result.jobs_per_s / baseline.jobs_per_s:.2f}× the 1-worker jobs/s"
+    receiver = ("callbacks to each worker's receiver" if result.case.callbacks
+                else f"callback URL {UNREACHABLE_RECEIVER} (never arrives): every job polled")
     manifests_text = ("overlapping: each worker's shard interleaved with the next worker's, every key in two "
                       "manifests" if result.case.overlap else "disjoint shards of one manifest")
     return Row(
@@ -236,7 +248,7 @@ def _row(letter: str, result: CaseResult, baseline: CaseResult | None, cap: Cap,
         stemcat, baseline=base, ratio=ratio,
         conditions=(f"cap {cap.describe()} enforced by the simulator, the budget shared in the ledger's database; "
                     f"{result.jobs} separate_vocal jobs, {manifests_text}; each worker its own data dir; "
-                    f"{describe_songs(spec)} served, separations 0.2–0.6 s; callbacks to each worker's receiver; "
+                    f"{describe_songs(spec)} served, separations 0.2–0.6 s; {receiver}; "
                     f"analysis off (CPU work, no API requests; rows 6, 7, 9); jobs/s = keys finished (`downloaded`) "
                     f"from one window after the first request to the last; requests = every API request the "
                     f"simulator counted ÷ keys finished; worker wall times "
@@ -252,6 +264,9 @@ def measure(env: BenchEnv, *, jobs: int, cap: Cap, cases: Sequence[Case], quick:
     if cluster is None:
         return [Row("10", "worker processes on one key and one PostgreSQL ledger", f"not measured: {NO_SERVER}")]
     results = [run_case(env, cluster, case, jobs=jobs, cap=cap, quick=quick) for case in cases]
-    baseline = next((r for r in results if r.case.workers == 1), None)
-    return [_row(letter, result, baseline, cap, spec, cluster.describe)
-            for letter, result in zip("abcdefgh", results, strict=False)]
+    rows = []
+    for letter, result in zip("abcdefgh", results, strict=False):
+        # The baseline: 1 worker with the same callbacks setting.
+        baseline = next((r for r in results if r.case.workers == 1 and r.case.callbacks == result.case.callbacks), None)
+        rows.append(_row(letter, result, baseline, cap, spec, cluster.describe))
+    return rows
