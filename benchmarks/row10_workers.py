@@ -233,7 +233,8 @@ def _row(letter: str, result: CaseResult, baseline: CaseResult | None, cap: Cap,
     stemcat = (f"{rate} · {result.requests_per_job:.3f} requests/job ({kinds}; {result.jobs} jobs){share}; "
                f"430s: {result.refused_430}; busiest window {result.busiest}/{cap.limit}")
     if baseline is None or baseline is result:
-        base = f"the cap: {ideal:g} jobs/s at {result.case.ideal_requests_per_job} request/job"
+        per_job = result.case.ideal_requests_per_job
+        base = f"the cap: {ideal:g} jobs/s at {per_job} request{'s' if per_job > 1 else ''}/job"
         ratio = f"{result.jobs_per_s / ideal:.2f} of ideal"
     else:
         base = f"1 worker: {baseline.jobs_per_s:.3f} jobs/s, {baseline.requests_per_job:.3f} requests/job"
