@@ -25,13 +25,15 @@ from benchmarks import (
     row7_analysis_scaling,
     row8_requests_per_job,
     row9_jobs_per_hour,
+    row10_workers,
+    row11_claim_latency,
 )
 from benchmarks.environment import BenchEnv
 from benchmarks.machine import describe_machine
 from benchmarks.row1_pacing import DOCUMENTED_LIMIT, DOCUMENTED_WINDOW_S, Cap
 from benchmarks.table import Row, render_markdown
 
-ROW_IDS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
+ROW_IDS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,13 @@ class Sizes:
     request_jobs: int = 30  # row 8: jobs per case
     separations_s: tuple[float, ...] = (0.5, 30.0)  # row 8
     realistic_jobs: int = 10  # row 9
+    worker_cap: Cap = Cap(10, DOCUMENTED_WINDOW_S)  # row 10: half the documented rate, so the key binds on 2 cores
+    worker_jobs: int = 80  # row 10: jobs per case, all workers together
+    worker_cases: tuple[row10_workers.Case, ...] = (
+        row10_workers.Case(1, False), row10_workers.Case(2, False), row10_workers.Case(4, False),
+        row10_workers.Case(2, True), row10_workers.Case(4, True), row10_workers.Case(1, False, callbacks=False),
+        row10_workers.Case(4, False, callbacks=False))
+    claim_keys: int = 1_000  # row 11: timed claims per process and case
     quick: bool = False
 
 
@@ -70,7 +79,8 @@ QUICK = Sizes(
     sustain_s=3.0, pair_s=3.0, cap=Cap(10, 1.0), throughput=(10,), download_songs=2, download_song_s=2.0,
     download_rounds=1, dry_run_rows=2_000, catalog_stems=10_000, overhead_tasks=10, repeats=1, analysis_up_to=0,
     warm_up_tracks=0, cpu_repeats=1, jobs_per_worker=1, scaling_rounds=1, request_cap=Cap(10, 1.0), request_jobs=4,
-    separations_s=(0.5,), realistic_jobs=1, quick=True,
+    separations_s=(0.5,), realistic_jobs=1, worker_cap=Cap(10, 1.0), worker_jobs=1,
+    worker_cases=(row10_workers.Case(1, False),), claim_keys=20, quick=True,
 )
 
 
@@ -93,6 +103,9 @@ def _scenarios(sizes: Sizes) -> dict[str, Callable[[BenchEnv], list[Row]]]:
         "9": lambda env: row9_jobs_per_hour.measure(env, jobs=sizes.realistic_jobs, quick=sizes.quick,
                                                     jobs_per_worker=sizes.jobs_per_worker,
                                                     rounds=sizes.scaling_rounds),
+        "10": lambda env: row10_workers.measure(env, jobs=sizes.worker_jobs, cap=sizes.worker_cap,
+                                                cases=sizes.worker_cases, quick=sizes.quick),
+        "11": lambda env: row11_claim_latency.measure(env, keys=sizes.claim_keys),
     }
 
 
@@ -140,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="row 2: flow/baseline pairs per size up to 1,000 tracks (default 3)")
     parser.add_argument("--request-jobs", type=int, help="row 8: jobs per case (default 30)")
     parser.add_argument("--realistic-jobs", type=int, help="row 9: split_stem jobs in the run (default 10)")
+    parser.add_argument("--worker-jobs", type=int, help="row 10: jobs per case, all workers together (default 80)")
+    parser.add_argument("--claims", type=int, help="row 11: timed claims per process and case (default 1000)")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
     parser.add_argument("--workdir", type=Path, help="keep scratch files here instead of a temp dir")
     parser.add_argument("--cache-dir", type=Path, help="rendered simulator audio (default ~/.cache/stemcat-bench)")
@@ -157,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = replace(sizes, request_jobs=args.request_jobs)
     if args.realistic_jobs:
         sizes = replace(sizes, realistic_jobs=args.realistic_jobs)
+    if args.worker_jobs:
+        sizes = replace(sizes, worker_jobs=args.worker_jobs)
+    if args.claims:
+        sizes = replace(sizes, claim_keys=args.claims)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

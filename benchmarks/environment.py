@@ -9,6 +9,7 @@ started once here so its 10–15 s start-up is not charged to every run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+
+from benchmarks.pg_cluster import Cluster, start_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_API_KEY = "bench-key-not-secret"
@@ -53,6 +56,9 @@ class BenchEnv:
         self._prefect: subprocess.Popen[bytes] | None = None
         self._counter = 0
         self.env: dict[str, str] = {}
+        self._postgres: Cluster | None = None
+        self._postgres_started = False
+        self._resources = contextlib.ExitStack()
 
     def __enter__(self) -> Self:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +83,7 @@ class BenchEnv:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._resources.close()
         if self._prefect is not None:
             self._prefect.terminate()
             try:
@@ -124,6 +131,13 @@ class BenchEnv:
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
             return None
+
+    def postgres(self) -> Cluster | None:
+        """The session's PostgreSQL server (started on first use, for rows 10 and 11), or None where none can run."""
+        if not self._postgres_started:
+            self._postgres_started = True
+            self._postgres = self._resources.enter_context(start_cluster())
+        return self._postgres
 
     def scratch(self, name: str) -> Path:
         """A new, empty directory for one measurement."""

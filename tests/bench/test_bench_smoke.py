@@ -12,12 +12,12 @@ import pytest
 from benchmarks.table import Row, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
-ROW_LINE = re.compile(r"^\| (\d)([a-h]?) \| ")
+ROW_LINE = re.compile(r"^\| (\d+)([a-h]?) \| ")
 
 pytestmark = pytest.mark.slow
 
 
-def test_quick_suite_prints_a_table_with_all_nine_rows(tmp_path: Path) -> None:
+def test_quick_suite_prints_a_table_with_every_row(tmp_path: Path) -> None:
     out = tmp_path / "table.md"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
@@ -27,7 +27,7 @@ def test_quick_suite_prints_a_table_with_all_nine_rows(tmp_path: Path) -> None:
     table = out.read_text()
     assert table in proc.stdout
     groups = {match.group(1) for line in table.splitlines() if (match := ROW_LINE.match(line))}
-    assert groups == {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
+    assert groups == {str(row) for row in range(1, 12)}
     assert "FAILED" not in table
     assert "Machine:" in table
 
@@ -51,3 +51,40 @@ def test_sustained_rate_skips_the_first_window_and_counts_on_arrival() -> None:
     result = sustained(samples, cap, refused=0, max_in_window=20)
     assert result.seconds == 49.0  # from one window after the first request (t=6 → 16) to the end (t=65)
     assert result.api_rate == 2.0 and result.submit_rate == 1.0
+
+
+def test_worker_manifests_are_disjoint_shards_or_each_key_in_two() -> None:
+    from benchmarks.row10_workers import manifests
+
+    rows = [f"r{i}" for i in range(9)]
+    shards = manifests(rows, 4, overlap=False)
+    assert shards == [["r0", "r4", "r8"], ["r1", "r5"], ["r2", "r6"], ["r3", "r7"]]
+    overlapping = manifests(rows, 4, overlap=True)
+    assert overlapping[0] == ["r0", "r1", "r4", "r5", "r8"]  # its shard interleaved with the next one's
+    assert overlapping[3] == ["r3", "r0", "r7", "r4", "r8"]
+    for row in rows:
+        assert sum(row in part for part in overlapping) == 2
+    assert all(len(set(part)) == len(part) for part in overlapping)
+    assert manifests(rows, 1, overlap=True) == [rows]  # one worker: nothing to overlap with
+    assert sorted(sum(manifests(rows, 2, overlap=True), [])) == sorted(rows * 2)
+
+
+def test_finished_rate_starts_one_window_after_the_first_request() -> None:
+    from benchmarks.row10_workers import finished_rate
+
+    # First request at t=0; a burst of 10 finished by t=2, then one a second from t=11 to t=60.
+    samples = [(float(t), 0 if t < 2 else 10 if t < 11 else min(60, 10 + t - 10)) for t in range(0, 65)]
+    rate, start, end, steady = finished_rate(samples, 0.0, 10.0, 60)
+    assert steady and (start, end) == (10.0, 60.0)
+    assert rate == 1.0  # the burst before one window is not counted
+    rate, start, end, steady = finished_rate([(0.0, 0), (0.5, 1), (1.0, 2)], 0.0, 10.0, 2)
+    assert not steady and rate == 2.0 and (start, end) == (0.0, 1.0)  # shorter than a window: the whole run
+
+
+def test_claim_latency_quantiles_are_nearest_rank() -> None:
+    from benchmarks.row11_claim_latency import quantile_ms
+
+    values = [float(v) for v in range(1, 1001)]
+    assert quantile_ms(values, 0.5) == 500.0
+    assert quantile_ms(values, 0.99) == 990.0
+    assert quantile_ms([3.0], 0.99) == 3.0
