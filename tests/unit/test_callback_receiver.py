@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 import httpx
 
-from stemcat.catalog import LedgerWriter
+from stemcat.catalog import Ledger, LedgerWriter
 from stemcat.services.callbacks import CallbackReceiver, callback_url
 from tests.servers.ledgers import LedgerTarget
 
