@@ -17,19 +17,30 @@ ROW_LINE = re.compile(r"^\| (\d+)([a-h]?) \| ")
 pytestmark = pytest.mark.slow
 
 
+# The audio rows (CPU) beside the rest (mostly waiting on a rate cap or a server): the suite's
+# wall time on 2 cores is about the longer half instead of the sum.
+HALVES = (("6", "7", "9"), ("1", "2", "3", "4", "5", "8", "10", "11"))
+
+
 def test_quick_suite_prints_a_table_with_every_row(tmp_path: Path) -> None:
-    out = tmp_path / "table.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    table = out.read_text()
-    assert table in proc.stdout
-    groups = {match.group(1) for line in table.splitlines() if (match := ROW_LINE.match(line))}
+    procs = []
+    for number, rows in enumerate(HALVES):
+        out = tmp_path / f"table-{number}.md"
+        only = [arg for row in rows for arg in ("--only", row)]
+        command = [sys.executable, "-m", "benchmarks", "--quick", *only, "--cache-dir", str(tmp_path / "cache"),
+                   "--out", str(out)]
+        procs.append((out, subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True)))
+    groups: set[str] = set()
+    for out, proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+        table = out.read_text()
+        assert table in stdout
+        assert "FAILED" not in table
+        assert "Machine:" in table
+        groups |= {match.group(1) for line in table.splitlines() if (match := ROW_LINE.match(line))}
     assert groups == {str(row) for row in range(1, 12)}
-    assert "FAILED" not in table
-    assert "Machine:" in table
 
 
 def test_table_rendering_escapes_cells_and_groups_sub_rows() -> None:
